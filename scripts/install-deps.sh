@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system packages that the build and the test suite need, once.
+# Idempotent: a package already present is not touched; apt runs only when something is missing.
+set -euo pipefail
+
+needed=(cmake pkg-config redis-server nginx wrk)
+missing=()
+for pkg in "${needed[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian packages start system-wide services; the tests start their own on free ports.
+  for svc in redis-server nginx; do
+    if command -v systemctl >/dev/null 2>&1; then "${sudo_cmd[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+    "${sudo_cmd[@]}" service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi

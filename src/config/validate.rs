@@ -1,0 +1,473 @@
+//! Semantic checks and conversion from the file schema to the validated model.
+//! Collects every problem instead of stopping at the first, so one `check` run shows them all.
+
+use super::model::*;
+use super::problem::{Problem, Sources};
+use super::schema::*;
+use marked_yaml::Spanned;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub(super) struct Validator<'a> {
+    sources: &'a Sources,
+    pub problems: Vec<Problem>,
+}
+
+/// The placeholder a desktop route carries in its prefix.
+pub const DESKTOP_PLACEHOLDER: &str = "{id}";
+
+impl<'a> Validator<'a> {
+    pub fn new(sources: &'a Sources) -> Self {
+        Validator {
+            sources,
+            problems: Vec::new(),
+        }
+    }
+
+    fn report<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.problems.push(self.sources.problem(at.span(), message));
+    }
+
+    fn duration(&mut self, value: &Option<Text>, default: Duration) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.report(text, "duration must be greater than zero");
+                default
+            }
+            Err(e) => {
+                self.report(
+                    text,
+                    format!(
+                        "`{}` is not a duration ({e}); write e.g. `500ms`, `5s`, `1m`",
+                        **text
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    pub fn server(&mut self, s: &ServerSection) -> ServerSettings {
+        let threads = match &s.threads {
+            Some(t) if **t == 0 => {
+                self.report(t, "threads must be at least 1");
+                1
+            }
+            Some(t) => **t,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        ServerSettings {
+            threads,
+            work_stealing: s.work_stealing.unwrap_or(true),
+            grace_period: self.duration(&s.grace_period, Duration::from_secs(5)),
+            graceful_shutdown_timeout: self
+                .duration(&s.graceful_shutdown_timeout, Duration::from_secs(10)),
+            upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(128),
+            pid_file: s.pid_file.clone(),
+            upgrade_sock: s.upgrade_sock.clone(),
+        }
+    }
+
+    pub fn listeners(&mut self, listen: &[ListenSection], whole_file: &Problem) -> Vec<Listener> {
+        if listen.is_empty() {
+            let mut p = whole_file.clone();
+            p.message = "`listen` must name at least one address".into();
+            self.problems.push(p);
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for l in listen {
+            match l.address.parse::<SocketAddr>() {
+                Ok(address) => {
+                    if !seen.insert(address) {
+                        self.report(&l.address, format!("address {address} is listed twice"));
+                    }
+                    out.push(Listener { address });
+                }
+                Err(_) => self.report(
+                    &l.address,
+                    format!(
+                        "`{}` is not a listen address; write IP:PORT, e.g. `0.0.0.0:8080` or `[::]:8443`",
+                        *l.address
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    pub fn logging(&mut self, l: &LoggingSection) -> LoggingSettings {
+        let format = match l.format.as_ref().map(|f| (f, f.as_str())) {
+            None | Some((_, "text")) => LogFormat::Text,
+            Some((_, "json")) => LogFormat::Json,
+            Some((f, other)) => {
+                self.report(
+                    f,
+                    format!("log format `{other}` is unknown; use `text` or `json`"),
+                );
+                LogFormat::Text
+            }
+        };
+        LoggingSettings {
+            format,
+            level: l.level.clone(),
+        }
+    }
+
+    pub fn routes(&mut self, routes: &[RouteSection], pools: &HashSet<String>) -> Vec<RouteSpec> {
+        let mut seen: HashMap<(Option<HostPattern>, String), usize> = HashMap::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::new();
+        for r in routes {
+            let line = r.prefix.span().start().map_or(0, |m| m.line());
+            let Some((prefix, is_template)) = self.prefix(&r.prefix) else {
+                continue;
+            };
+            let host = r.host.as_ref().and_then(|h| self.host(h));
+            let target = match (&r.upstream, r.desktops) {
+                (Some(pool), false) => {
+                    if !pools.contains(pool.as_str()) {
+                        let known: Vec<_> = {
+                            let mut v: Vec<_> = pools.iter().map(String::as_str).collect();
+                            v.sort_unstable();
+                            v
+                        };
+                        self.report(
+                            pool,
+                            format!(
+                                "route names upstream `{}`, which the upstreams file does not define (defined: {})",
+                                **pool,
+                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                            ),
+                        );
+                    }
+                    RouteTarget::Pool(pool.to_string())
+                }
+                (None, true) => RouteTarget::Desktops,
+                (Some(pool), true) => {
+                    self.report(
+                        pool,
+                        "a route has either `upstream` or `desktops: true`, not both",
+                    );
+                    continue;
+                }
+                (None, false) => {
+                    self.report(
+                        &r.prefix,
+                        "route needs `upstream: POOL` or `desktops: true`",
+                    );
+                    continue;
+                }
+            };
+            match (&target, is_template) {
+                (RouteTarget::Desktops, false) => self.report(
+                    &r.prefix,
+                    format!("a desktops route's prefix must end in `{DESKTOP_PLACEHOLDER}/`, e.g. `/desktop/{DESKTOP_PLACEHOLDER}/`"),
+                ),
+                (RouteTarget::Pool(_), true) => self.report(
+                    &r.prefix,
+                    format!("`{DESKTOP_PLACEHOLDER}` is only allowed on a route with `desktops: true`"),
+                ),
+                _ => {}
+            }
+            if let Some(first) = seen.insert((host.clone(), prefix.clone()), line) {
+                self.report(
+                    &r.prefix,
+                    format!("prefix `{}` is already routed on line {first}", *r.prefix),
+                );
+            }
+            let name = match &r.name {
+                Some(n) => {
+                    if n.is_empty()
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+                    {
+                        self.report(n, "route names may use letters, digits and `-_./` only");
+                    }
+                    n.to_string()
+                }
+                None => r.prefix.to_string(),
+            };
+            if let Some(first) = names.insert(name.clone(), line) {
+                let at = r.name.as_ref().map_or(r.prefix.span(), |n| n.span());
+                self.problems.push(self.sources.problem(
+                    at,
+                    format!("route name `{name}` is already used on line {first}"),
+                ));
+            }
+            let defaults = Timeouts::default();
+            let timeouts = Timeouts {
+                connect: self.duration(&r.timeouts.connect, defaults.connect),
+                read: self.duration(&r.timeouts.read, defaults.read),
+                write: self.duration(&r.timeouts.write, defaults.write),
+                idle: self.duration(&r.timeouts.idle, defaults.idle),
+            };
+            out.push(RouteSpec {
+                name,
+                host,
+                prefix,
+                target,
+                strip_prefix: r.strip_prefix,
+                websocket: r.websocket,
+                timeouts,
+            });
+        }
+        out
+    }
+
+    /// Returns the literal prefix (for a desktops route, the part before `{id}`) and whether
+    /// the prefix was a `{id}` template.
+    fn prefix(&mut self, p: &Text) -> Option<(String, bool)> {
+        let s = p.as_str();
+        if !s.starts_with('/') {
+            self.report(p, format!("prefix `{s}` must start with `/`"));
+            return None;
+        }
+        if s.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "?#%\\".contains(c))
+        {
+            self.report(
+                p,
+                "a prefix is a plain path: no spaces, `?`, `#`, `%` or `\\`",
+            );
+            return None;
+        }
+        if s.split('/').any(|seg| seg == "." || seg == "..") || s.contains("//") {
+            self.report(
+                p,
+                "a prefix must be a normalized path (no `.`, `..` or `//` segments)",
+            );
+            return None;
+        }
+        match s.find(DESKTOP_PLACEHOLDER) {
+            None if s.contains(['{', '}']) => {
+                self.report(p, format!("the only placeholder a prefix may hold is a trailing `{DESKTOP_PLACEHOLDER}/`"));
+                None
+            }
+            None => Some((s.to_string(), false)),
+            Some(at) => {
+                let rest = &s[at + DESKTOP_PLACEHOLDER.len()..];
+                if rest != "/" || !s[..at].ends_with('/') {
+                    self.report(p, format!("`{DESKTOP_PLACEHOLDER}` must be a whole last segment followed by `/`, e.g. `/desktop/{DESKTOP_PLACEHOLDER}/`"));
+                    return None;
+                }
+                Some((s[..at].to_string(), true))
+            }
+        }
+    }
+
+    fn host(&mut self, h: &Text) -> Option<HostPattern> {
+        let lower = h.trim().to_ascii_lowercase();
+        let (pattern, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (HostPattern::Suffix(format!(".{rest}")), rest.to_string()),
+            None => (HostPattern::Exact(lower.clone()), lower.clone()),
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if !valid {
+            self.report(h, format!("`{}` is not a host name (write `app.example.com` or `*.example.com`, without port)", **h));
+            return None;
+        }
+        Some(pattern)
+    }
+
+    pub fn upstreams(&mut self, file: &UpstreamsFile) -> Upstreams {
+        // Sorted so that pools and desktops come out in a stable order whatever the hash map did.
+        let pools: BTreeMap<_, _> = file
+            .upstreams
+            .iter()
+            .map(|(k, v)| (k.as_str(), (k, v)))
+            .collect();
+        let desktops: BTreeMap<_, _> = file
+            .desktops
+            .iter()
+            .map(|(k, v)| (k.as_str(), (k, v)))
+            .collect();
+        let mut out = Upstreams::default();
+        for (name, (key, pool)) in pools {
+            if !is_identifier(name) {
+                self.report(
+                    key,
+                    format!("pool name `{name}` may use letters, digits and `-_.` only"),
+                );
+            }
+            if let Some(p) = self.pool(name, pool) {
+                out.pools.push(p);
+            }
+        }
+        for (id, (key, d)) in desktops {
+            if !is_identifier(id) || id == "." || id == ".." {
+                self.report(
+                    key,
+                    format!("desktop id `{id}` may use letters, digits and `-_.` only"),
+                );
+                continue;
+            }
+            let Some(backend) = self.backend_address(&d.backend) else {
+                continue;
+            };
+            out.desktops.push(DesktopSpec {
+                id: id.to_string(),
+                backend,
+                owner: d.owner.clone(),
+                tls: d.tls,
+            });
+        }
+        out
+    }
+
+    fn pool(&mut self, name: &str, p: &PoolSection) -> Option<PoolSpec> {
+        if p.backends.is_empty() {
+            self.report(&p.backends, format!("pool `{name}` has no backends"));
+        }
+        let mut backends = Vec::new();
+        let mut seen = HashSet::new();
+        for b in p.backends.iter() {
+            if let Some(addr) = self.backend_address(b) {
+                if !seen.insert(addr) {
+                    self.report(
+                        b,
+                        format!("backend {addr} is listed twice in pool `{name}`"),
+                    );
+                }
+                backends.push(addr);
+            }
+        }
+        let selection = match p.selection.as_ref().map(|s| (s, s.as_str())) {
+            None | Some((_, "round_robin")) => Selection::RoundRobin,
+            Some((_, "consistent_hash")) => Selection::ConsistentHash(self.hash_key(&p.hash_key)),
+            Some((s, other)) => {
+                self.report(
+                    s,
+                    format!(
+                        "selection `{other}` is unknown; use `round_robin` or `consistent_hash`"
+                    ),
+                );
+                Selection::RoundRobin
+            }
+        };
+        if let (Selection::RoundRobin, Some(k)) = (&selection, &p.hash_key) {
+            self.report(k, "`hash_key` needs `selection: consistent_hash`");
+        }
+        let health = p.health_check.as_ref().map(|h| self.health(h));
+        Some(PoolSpec {
+            name: name.to_string(),
+            backends,
+            selection,
+            health,
+            tls: p.tls,
+            sni: p.sni.clone().unwrap_or_default(),
+        })
+    }
+
+    fn hash_key(&mut self, key: &Option<Text>) -> HashKey {
+        let Some(k) = key else {
+            return HashKey::ClientIp;
+        };
+        match k.split_once(':') {
+            None if k.as_str() == "client_ip" => HashKey::ClientIp,
+            None if k.as_str() == "path" => HashKey::Path,
+            Some(("header", n)) if http::HeaderName::from_bytes(n.as_bytes()).is_ok() => {
+                HashKey::Header(n.to_ascii_lowercase())
+            }
+            Some(("cookie", n)) if !n.is_empty() => HashKey::Cookie(n.to_string()),
+            _ => {
+                self.report(k, format!("hash_key `{}` is unknown; use `client_ip`, `path`, `header:NAME` or `cookie:NAME`", **k));
+                HashKey::ClientIp
+            }
+        }
+    }
+
+    fn health(&mut self, h: &HealthCheckSection) -> HealthSpec {
+        let kind = match h.kind.as_ref().map(|k| (k, k.as_str())) {
+            None | Some((_, "http")) => {
+                let path = match &h.path {
+                    Some(p)
+                        if p.starts_with('/') && !p.chars().any(|c| c.is_control() || c == ' ') =>
+                    {
+                        p.to_string()
+                    }
+                    Some(p) => {
+                        self.report(
+                            p,
+                            "health-check path must start with `/` and hold no spaces",
+                        );
+                        "/".into()
+                    }
+                    None => "/".into(),
+                };
+                HealthKind::Http {
+                    path,
+                    host: h.host.clone().unwrap_or_else(|| "localhost".into()),
+                }
+            }
+            Some((_, "tcp")) => {
+                if let Some(p) = &h.path {
+                    self.report(p, "a `tcp` health check has no path");
+                }
+                HealthKind::Tcp
+            }
+            Some((k, other)) => {
+                self.report(
+                    k,
+                    format!("health-check type `{other}` is unknown; use `http` or `tcp`"),
+                );
+                HealthKind::Tcp
+            }
+        };
+        let count = |v: &mut Self, c: &Option<Spanned<usize>>| match c {
+            Some(n) if **n == 0 => {
+                v.report(n, "must be at least 1");
+                1
+            }
+            Some(n) => **n,
+            None => 1,
+        };
+        HealthSpec {
+            kind,
+            interval: self.duration(&h.interval, Duration::from_secs(5)),
+            timeout: self.duration(&h.timeout, Duration::from_secs(1)),
+            rise: count(self, &h.rise),
+            fall: count(self, &h.fall),
+        }
+    }
+
+    /// `IP:PORT` or `HOST:PORT`; host names are resolved once, here, never on the request path.
+    fn backend_address(&mut self, a: &Text) -> Option<SocketAddr> {
+        if let Ok(addr) = a.parse::<SocketAddr>() {
+            return Some(addr);
+        }
+        let has_port = a
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !has_port {
+            self.report(a, format!("backend `{}` must be HOST:PORT or IP:PORT", **a));
+            return None;
+        }
+        match a.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(addr)) => Some(addr),
+            _ => {
+                self.report(a, format!("backend host in `{}` does not resolve", **a));
+                None
+            }
+        }
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}

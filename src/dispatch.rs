@@ -1,0 +1,145 @@
+//! Decides, from the request line and Host alone, what happens to a request: which route and
+//! target it goes to, or which answer the proxy gives instead.
+
+use crate::config::{HashKey, Selection};
+use crate::pages::Failure;
+use crate::path;
+use crate::router::{RouteIndex, RouteMatch};
+use crate::runtime::Runtime;
+use crate::upstreams::{Desktop, Pool};
+use pingora::http::RequestHeader;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+pub enum Target {
+    Pool(Arc<Pool>),
+    Desktop(Arc<Desktop>),
+}
+
+pub struct Forward {
+    pub route: RouteIndex,
+    pub target: Target,
+    /// Path and query to send upstream when they differ from what the client sent.
+    pub upstream_uri: Option<String>,
+}
+
+pub enum Decision {
+    Forward(Forward),
+    /// Answer with a redirect to this same-origin location.
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    Fail(Failure),
+}
+
+pub fn decide(runtime: &Runtime, req: &RequestHeader) -> Decision {
+    if req.method == http::Method::CONNECT {
+        return Decision::Fail(Failure::BadRequest("CONNECT is not supported."));
+    }
+    let raw_path = req.uri.path();
+    let normalized = match path::normalize(raw_path) {
+        Ok(p) => p,
+        Err(e) => return Decision::Fail(Failure::BadRequest(path_error_message(e))),
+    };
+    let query = req.uri.query();
+    let host = request_host(req);
+    match runtime.router.match_route(host, &normalized) {
+        RouteMatch::NoRoute => Decision::Fail(Failure::NoRoute),
+        RouteMatch::AddSlash => {
+            // The normalized path never starts with `//`, so this cannot become a
+            // protocol-relative (off-site) location.
+            let mut location = format!("{normalized}/");
+            if let Some(q) = query {
+                location.push('?');
+                location.push_str(q);
+            }
+            // 308 keeps the method and body of non-GET requests.
+            let status = if req.method == http::Method::GET || req.method == http::Method::HEAD {
+                301
+            } else {
+                308
+            };
+            Decision::Redirect { status, location }
+        }
+        RouteMatch::Route {
+            route,
+            desktop,
+            rest,
+        } => {
+            let spec = runtime.router.route(route);
+            let target = match desktop {
+                Some(id) => match runtime.desktops.get(id) {
+                    Some(d) => Target::Desktop(d.clone()),
+                    None => return Decision::Fail(Failure::NoSuchDesktop),
+                },
+                None => match runtime.pool_of(route) {
+                    Some(p) => Target::Pool(p.clone()),
+                    None => return Decision::Fail(Failure::Internal),
+                },
+            };
+            let forwarded_path = if spec.strip_prefix { rest } else { &normalized };
+            let upstream_uri = (forwarded_path != raw_path).then(|| match query {
+                Some(q) => format!("{forwarded_path}?{q}"),
+                None => forwarded_path.to_string(),
+            });
+            Decision::Forward(Forward {
+                route,
+                target,
+                upstream_uri,
+            })
+        }
+    }
+}
+
+/// The Host header, or the authority of an HTTP/2 or absolute-form request.
+pub fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+fn path_error_message(e: path::PathError) -> &'static str {
+    match e {
+        path::PathError::NotAbsolute => "The request target must be a path starting with `/`.",
+        path::PathError::BadEscape => "The path holds a malformed percent-escape.",
+        path::PathError::ControlCharacter => "The path holds a control character.",
+    }
+}
+
+/// The bytes a consistent-hash pool hashes for this request.
+pub fn hash_key<'r>(
+    pool: &Pool,
+    req: &'r RequestHeader,
+    client: Option<&SocketAddr>,
+    buf: &'r mut [u8; 16],
+) -> &'r [u8] {
+    let Selection::ConsistentHash(key) = &pool.spec.selection else {
+        return b"";
+    };
+    match key {
+        HashKey::ClientIp => match client.map(SocketAddr::ip) {
+            Some(IpAddr::V4(ip)) => {
+                buf[..4].copy_from_slice(&ip.octets());
+                &buf[..4]
+            }
+            Some(IpAddr::V6(ip)) => {
+                *buf = ip.octets();
+                &buf[..]
+            }
+            None => b"",
+        },
+        HashKey::Path => req.uri.path().as_bytes(),
+        HashKey::Header(name) => req.headers.get(name.as_str()).map_or(b"", |v| v.as_bytes()),
+        HashKey::Cookie(name) => req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map_or(b"", |(_, v)| v.as_bytes()),
+    }
+}

@@ -1,0 +1,18 @@
+//! Portcullis: an identity-aware edge proxy on Pingora.
+//!
+//! Data flows one way: `config` (files) → `runtime` (a compiled, immutable snapshot) →
+//! `proxy` (the request phases, which only read the snapshot) → the response.
+
+pub mod config;
+pub mod dispatch;
+pub mod forwarding;
+pub mod health;
+pub mod logging;
+pub mod pages;
+pub mod path;
+pub mod proxy;
+pub mod request_id;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod upstreams;

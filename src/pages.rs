@@ -1,0 +1,178 @@
+//! Every answer the proxy writes itself: error pages (HTML for browsers, JSON for API clients,
+//! chosen by `Accept`) and redirects. The one place where failures become HTTP.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+/// Why the proxy answered instead of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    BadRequest(&'static str),
+    NoRoute,
+    NoSuchDesktop,
+    NoHealthyBackend,
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl Failure {
+    pub fn status(self) -> u16 {
+        match self {
+            Failure::BadRequest(_) => 400,
+            Failure::NoRoute | Failure::NoSuchDesktop => 404,
+            Failure::UpstreamUnreachable => 502,
+            Failure::NoHealthyBackend => 503,
+            Failure::UpstreamTimeout => 504,
+            Failure::Internal => 500,
+        }
+    }
+
+    /// Stable, machine-readable; API clients may match on it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Failure::BadRequest(_) => "bad_request",
+            Failure::NoRoute => "not_found",
+            Failure::NoSuchDesktop => "no_such_desktop",
+            Failure::NoHealthyBackend => "no_healthy_backend",
+            Failure::UpstreamUnreachable => "bad_gateway",
+            Failure::UpstreamTimeout => "gateway_timeout",
+            Failure::Internal => "internal_error",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Failure::BadRequest(why) => why,
+            Failure::NoRoute => "Nothing is served at this address.",
+            Failure::NoSuchDesktop => "This desktop does not exist or has been removed.",
+            Failure::NoHealthyBackend => {
+                "The service is temporarily unavailable. Please try again shortly."
+            }
+            Failure::UpstreamUnreachable => "The service could not be reached.",
+            Failure::UpstreamTimeout => "The service took too long to answer.",
+            Failure::Internal => "Something went wrong on our side.",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self.status() {
+            400 => "Bad request",
+            404 => "Not found",
+            502 => "Bad gateway",
+            503 => "Service unavailable",
+            504 => "Gateway timeout",
+            _ => "Internal error",
+        }
+    }
+}
+
+/// Browsers ask for HTML; everything else (fetch, curl, API clients) gets JSON.
+pub fn wants_html(accept: Option<&[u8]>) -> bool {
+    accept.is_some_and(|a| a.windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")))
+}
+
+pub fn render(failure: Failure, request_id: &str, html: bool) -> (Bytes, &'static str) {
+    if html {
+        // Every interpolated value is static or a request id restricted to [A-Za-z0-9-_.:].
+        let body = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status} {title}</title>\
+             <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;color:#222}}\
+             code{{color:#666}}</style></head>\n<body><h1>{title}</h1><p>{message}</p>\
+             <p><code>request id: {id}</code></p></body></html>\n",
+            status = failure.status(),
+            title = failure.title(),
+            message = failure.message(),
+            id = request_id,
+        );
+        (Bytes::from(body), "text/html; charset=utf-8")
+    } else {
+        let body = serde_json::json!({
+            "error": failure.code(),
+            "message": failure.message(),
+            "status": failure.status(),
+            "request_id": request_id,
+        });
+        (Bytes::from(format!("{body}\n")), "application/json")
+    }
+}
+
+/// Writes the failure page. Keep-alive is kept: these are ordinary answers, not broken streams.
+pub async fn respond(
+    session: &mut Session,
+    failure: Failure,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let html = wants_html(
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT)
+            .map(|v| v.as_bytes()),
+    );
+    let (body, content_type) = render(failure, request_id, html);
+    let mut header = ResponseHeader::build(failure.status(), Some(4))?;
+    header.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    header.insert_header(crate::request_id::HEADER, request_id)?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// A redirect to a same-origin location the caller built (never a client-supplied URL).
+pub async fn redirect(
+    session: &mut Session,
+    status: u16,
+    location: &str,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(4))?;
+    header.insert_header(http::header::LOCATION, location)?;
+    header.insert_header(http::header::CONTENT_LENGTH, 0)?;
+    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    header.insert_header(crate::request_id::HEADER, request_id)?;
+    session
+        .write_response_header(Box::new(header), true)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_by_accept() {
+        assert!(wants_html(Some(b"text/html,application/xhtml+xml;q=0.9")));
+        assert!(wants_html(Some(b"TEXT/HTML")));
+        assert!(!wants_html(Some(b"application/json")));
+        assert!(!wants_html(Some(b"*/*")));
+        assert!(!wants_html(None));
+    }
+
+    #[test]
+    fn json_body_names_status_and_request_id() {
+        let (body, ct) = render(Failure::NoHealthyBackend, "abc", false);
+        assert_eq!(ct, "application/json");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status"], 503);
+        assert_eq!(v["error"], "no_healthy_backend");
+        assert_eq!(v["request_id"], "abc");
+    }
+
+    #[test]
+    fn html_body_names_request_id() {
+        let (body, ct) = render(Failure::NoRoute, "abc", true);
+        assert!(ct.starts_with("text/html"));
+        let s = std::str::from_utf8(&body).unwrap();
+        assert!(s.contains("404 Not found") && s.contains("request id: abc"));
+    }
+}

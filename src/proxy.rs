@@ -1,0 +1,280 @@
+//! The `ProxyHttp` implementation: one method per request phase, each a few lines that call
+//! the module owning the concern. No policy lives here.
+
+use crate::dispatch::{self, Decision, Target};
+use crate::forwarding::{self, Origin};
+use crate::pages::{self, Failure};
+use crate::request_id;
+use crate::router::RouteIndex;
+use crate::runtime::{Runtime, SharedRuntime};
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Portcullis {
+    runtime: SharedRuntime,
+}
+
+impl Portcullis {
+    pub fn new(runtime: SharedRuntime) -> Self {
+        Portcullis { runtime }
+    }
+}
+
+/// Per-request state, filled in phase order.
+pub struct Ctx {
+    started: Instant,
+    request_id: String,
+    runtime: Option<Arc<Runtime>>,
+    route: Option<RouteIndex>,
+    target: Option<Target>,
+    upstream_uri: Option<String>,
+    /// Backends this request failed to connect to, so a retry picks another.
+    tried: Vec<SocketAddr>,
+    backend: Option<SocketAddr>,
+    /// Set when the proxy itself decided the outcome.
+    failure: Option<Failure>,
+}
+
+impl Ctx {
+    fn route_name(&self) -> &str {
+        match (&self.runtime, self.route) {
+            (Some(rt), Some(i)) => &rt.router.route(i).name,
+            _ => "-",
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Portcullis {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            request_id: String::new(),
+            runtime: None,
+            route: None,
+            target: None,
+            upstream_uri: None,
+            tried: Vec::new(),
+            backend: None,
+            failure: None,
+        }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        ctx.request_id =
+            request_id::from_client(session.get_header_bytes(request_id::HEADER).into());
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        let runtime = self.runtime.load_full();
+        let decision = dispatch::decide(&runtime, session.req_header());
+        ctx.runtime = Some(runtime.clone());
+        match decision {
+            Decision::Fail(failure) => {
+                ctx.failure = Some(failure);
+                pages::respond(session, failure, &ctx.request_id).await?;
+                Ok(true)
+            }
+            Decision::Redirect { status, location } => {
+                pages::redirect(session, status, &location, &ctx.request_id).await?;
+                Ok(true)
+            }
+            Decision::Forward(fwd) => {
+                let route = runtime.router.route(fwd.route);
+                if session.is_upgrade_req() {
+                    if route.websocket {
+                        // An idle tunnel is normal (nothing changes on screen): only `idle`
+                        // may end it, not the request read timeout.
+                        session.set_read_timeout(Some(route.timeouts.idle));
+                    } else {
+                        refuse_upgrade(session.req_header_mut());
+                    }
+                }
+                ctx.route = Some(fwd.route);
+                ctx.target = Some(fwd.target);
+                ctx.upstream_uri = fwd.upstream_uri;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let (Some(runtime), Some(route), Some(target)) = (&ctx.runtime, ctx.route, &ctx.target)
+        else {
+            return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
+        };
+        let spec = runtime.router.route(route);
+        let read_timeout = if spec.websocket && session.is_upgrade_req() {
+            spec.timeouts.idle
+        } else {
+            spec.timeouts.read
+        };
+        let peer = match target {
+            Target::Desktop(d) => {
+                ctx.backend = Some(d.spec.backend);
+                d.peer(&spec.timeouts, read_timeout)
+            }
+            Target::Pool(pool) => {
+                let mut buf = [0u8; 16];
+                let client = session.client_addr().and_then(|a| a.as_inet());
+                let key = dispatch::hash_key(pool, session.req_header(), client, &mut buf);
+                let Some(addr) = pool.select(key, &ctx.tried) else {
+                    let failure = if ctx.tried.is_empty() {
+                        Failure::NoHealthyBackend
+                    } else {
+                        Failure::UpstreamUnreachable
+                    };
+                    ctx.failure = Some(failure);
+                    return Error::e_explain(
+                        ErrorType::HTTPStatus(failure.status()),
+                        "no backend to try",
+                    );
+                };
+                ctx.backend = Some(addr);
+                pool.peer(addr, &spec.timeouts, read_timeout)
+            }
+        };
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent yet, so trying another backend is safe for every method.
+        if let (Some(Target::Pool(pool)), Some(addr)) = (&ctx.target, ctx.backend) {
+            ctx.tried.push(addr);
+            if ctx.tried.len() < pool.spec.backends.len() {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        if let Some(uri) = &ctx.upstream_uri {
+            let uri = uri.parse::<http::Uri>().map_err(|e| {
+                Error::because(ErrorType::InternalError, "rewritten path does not parse", e)
+            })?;
+            upstream_request.set_uri(uri);
+        }
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let origin = Origin {
+            client: session.client_addr().and_then(|a| a.as_inet()),
+            tls,
+            host: dispatch::request_host(session.req_header()).map(str::to_string),
+            request_id: &ctx.request_id,
+        };
+        forwarding::set_forwarding_headers(upstream_request, &origin)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let failure = ctx.failure.or_else(|| failure_of(e));
+        let Some(failure) = failure else {
+            // The client went away or broke the protocol: there is nobody to answer.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        ctx.failure = Some(failure);
+        if session.response_written().is_none() {
+            if let Err(write_err) = pages::respond(session, failure, &ctx.request_id).await {
+                tracing::debug!(request_id = %ctx.request_id, error = %write_err, "could not write error page");
+            }
+        }
+        FailToProxy {
+            error_code: failure.status(),
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        tracing::info!(
+            target: "access",
+            request_id = %ctx.request_id,
+            method = %req.method,
+            path = %req.uri.path(),
+            status,
+            route = ctx.route_name(),
+            backend = ctx.backend.map(|b| b.to_string()).as_deref().unwrap_or("-"),
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            upgraded = session.was_upgraded(),
+            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
+        );
+    }
+}
+
+/// Turns a proxying error into the page the client should see; `None` when the error is
+/// the client's own (nobody left to answer).
+fn failure_of(e: &Error) -> Option<Failure> {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(400) => Some(Failure::BadRequest("The request could not be parsed.")),
+        HTTPStatus(404) => Some(Failure::NoRoute),
+        HTTPStatus(502) => Some(Failure::UpstreamUnreachable),
+        HTTPStatus(503) => Some(Failure::NoHealthyBackend),
+        HTTPStatus(504) => Some(Failure::UpstreamTimeout),
+        ConnectTimedout | ReadTimedout | WriteTimedout => match e.esource() {
+            ErrorSource::Downstream => None,
+            _ => Some(Failure::UpstreamTimeout),
+        },
+        _ => match e.esource() {
+            ErrorSource::Upstream => Some(Failure::UpstreamUnreachable),
+            ErrorSource::Downstream => match e.etype() {
+                ReadError | WriteError | ConnectionClosed => None,
+                _ => Some(Failure::BadRequest("The request could not be parsed.")),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => match e.etype() {
+                ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure => {
+                    Some(Failure::UpstreamUnreachable)
+                }
+                _ => Some(Failure::Internal),
+            },
+        },
+    }
+}
+
+/// Turns an upgrade request into a plain one for routes that do not allow WebSockets, so the
+/// upstream never switches protocols behind the route's back.
+fn refuse_upgrade(req: &mut RequestHeader) {
+    req.remove_header(&http::header::UPGRADE);
+    req.remove_header(&http::header::CONNECTION);
+}

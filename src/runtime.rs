@@ -1,0 +1,58 @@
+//! The compiled, immutable snapshot that requests read: routes, pools and desktops.
+//!
+//! A request takes one `Arc<Runtime>` at its start and keeps it to the end, so a later swap
+//! (reload) never changes the world under a request in flight.
+
+use crate::config::{Config, RouteTarget};
+use crate::router::{RouteIndex, Router};
+use crate::upstreams::{Desktop, Pool};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct Runtime {
+    pub router: Router,
+    /// Indexed like `router.routes()`: the pool of each pool route.
+    route_pools: Vec<Option<Arc<Pool>>>,
+    pub pools: HashMap<String, Arc<Pool>>,
+    pub desktops: HashMap<String, Arc<Desktop>>,
+}
+
+impl Runtime {
+    pub fn build(config: &Config) -> Runtime {
+        let pools: HashMap<String, Arc<Pool>> = config
+            .upstreams
+            .pools
+            .iter()
+            .map(|spec| (spec.name.clone(), Arc::new(Pool::build(spec))))
+            .collect();
+        let desktops = config
+            .upstreams
+            .desktops
+            .iter()
+            .map(|d| (d.id.clone(), Arc::new(Desktop { spec: d.clone() })))
+            .collect();
+        let router = Router::new(config.routes.clone());
+        let route_pools = router
+            .routes()
+            .iter()
+            .map(|r| match &r.target {
+                RouteTarget::Pool(name) => pools.get(name).cloned(),
+                RouteTarget::Desktops => None,
+            })
+            .collect();
+        Runtime {
+            router,
+            route_pools,
+            pools,
+            desktops,
+        }
+    }
+
+    pub fn pool_of(&self, route: RouteIndex) -> Option<&Arc<Pool>> {
+        self.route_pools.get(route).and_then(Option::as_ref)
+    }
+}
+
+/// The current snapshot, shared by the proxy and the background tasks.
+pub type SharedRuntime = Arc<ArcSwap<Runtime>>;

@@ -1,0 +1,88 @@
+//! Builds the Pingora server from a validated config: listeners, server settings, the proxy
+//! service and the background services. Runs until a signal stops it.
+
+use crate::config::Config;
+use crate::health::HealthChecks;
+use crate::proxy::Portcullis;
+use crate::runtime::{Runtime, SharedRuntime};
+use arc_swap::ArcSwap;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+pub struct RunOptions {
+    /// Take the listening sockets over from a running instance (Pingora's graceful upgrade).
+    pub upgrade: bool,
+}
+
+pub fn run(config: Config, options: RunOptions) -> ! {
+    let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(Runtime::build(&config)));
+    let mut server = Server::new_with_opt_and_conf(
+        Opt {
+            upgrade: options.upgrade,
+            daemon: false,
+            nocapture: false,
+            test: false,
+            conf: None,
+        },
+        server_conf(&config),
+    );
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Portcullis::new(runtime.clone()),
+        "portcullis",
+    );
+    for listener in &config.listeners {
+        proxy.add_tcp(&listener.address.to_string());
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks { runtime },
+    ));
+    tracing::info!(
+        config = %config.path.display(),
+        listeners = ?config.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
+        routes = config.routes.len(),
+        pools = config.upstreams.pools.len(),
+        desktops = config.upstreams.desktops.len(),
+        "portcullis starting"
+    );
+    server.run_forever()
+}
+
+fn server_conf(config: &Config) -> ServerConf {
+    let s = &config.server;
+    // Per-config defaults, so that several instances on one machine never share a pid file or
+    // an upgrade socket, while a graceful upgrade of the same config finds its predecessor.
+    let mut h = DefaultHasher::new();
+    config
+        .path
+        .canonicalize()
+        .unwrap_or_else(|_| config.path.clone())
+        .hash(&mut h);
+    let tag = format!("{:016x}", h.finish());
+    let tmp = std::env::temp_dir();
+    ServerConf {
+        threads: s.threads,
+        work_stealing: s.work_stealing,
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.as_secs()),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        pid_file: s.pid_file.clone().unwrap_or_else(|| {
+            tmp.join(format!("portcullis-{tag}.pid"))
+                .display()
+                .to_string()
+        }),
+        upgrade_sock: s.upgrade_sock.clone().unwrap_or_else(|| {
+            tmp.join(format!("portcullis-{tag}.sock"))
+                .display()
+                .to_string()
+        }),
+        ..ServerConf::default()
+    }
+}

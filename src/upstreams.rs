@@ -1,0 +1,183 @@
+//! Named upstream pools (wrapping `pingora-load-balancing`) and desktop peers.
+//!
+//! Selection and health state live in Pingora's `LoadBalancer` and `HealthRegistry`; this module
+//! only builds them from the validated config, picks a backend for a request, and runs a pool's
+//! active checks when asked (`crate::health` decides when).
+
+use crate::config::{DesktopSpec, HealthKind, HealthSpec, PoolSpec, Selection, Timeouts};
+use futures::FutureExt;
+use pingora::lb::discovery::Static;
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::{Consistent, RoundRobin};
+use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
+use pingora::upstreams::peer::HttpPeer;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Pool {
+    pub spec: PoolSpec,
+    balancer: Balancer,
+    registry: Arc<HealthRegistry>,
+    schedule: Mutex<Instant>,
+    checking: AtomicBool,
+}
+
+enum Balancer {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Hash(LoadBalancer<Consistent>),
+}
+
+impl Pool {
+    pub fn build(spec: &PoolSpec) -> Pool {
+        let backends: BTreeSet<Backend> = spec
+            .backends
+            .iter()
+            .map(|addr| Backend {
+                addr: pingora::protocols::l4::socket::SocketAddr::Inet(*addr),
+                weight: 1,
+                ext: Default::default(),
+            })
+            .collect();
+        let registry = Arc::new(HealthRegistry::new());
+        if let Some(h) = &spec.health {
+            registry.set_health_check(health_check(h, spec));
+        }
+        let view =
+            || Backends::new_with_health_registry(Static::new(backends.clone()), registry.clone());
+        let balancer = match spec.selection {
+            Selection::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(view())),
+            Selection::ConsistentHash(_) => Balancer::Hash(LoadBalancer::from_backends(view())),
+        };
+        // Static discovery never awaits: the first poll always completes.
+        let updated = match &balancer {
+            Balancer::RoundRobin(lb) => lb.update().now_or_never(),
+            Balancer::Hash(lb) => lb.update().now_or_never(),
+        };
+        debug_assert!(matches!(updated, Some(Ok(()))));
+        Pool {
+            spec: spec.clone(),
+            balancer,
+            registry,
+            schedule: Mutex::new(Instant::now()),
+            checking: AtomicBool::new(false),
+        }
+    }
+
+    /// A healthy backend not in `tried` (the backends this request already failed to reach).
+    pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
+        // Enough iterations to walk every backend once even with a hash ring's duplicates.
+        let max = self.spec.backends.len().saturating_mul(4).max(16);
+        let accept = |b: &Backend, healthy: bool| {
+            healthy && b.addr.as_inet().is_some_and(|a| !tried.contains(a))
+        };
+        let chosen = match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.select_with(key, max, accept),
+            Balancer::Hash(lb) => lb.select_with(key, max, accept),
+        };
+        chosen.and_then(|b| b.addr.as_inet().copied())
+    }
+
+    pub fn peer(&self, addr: SocketAddr, timeouts: &Timeouts, read_timeout: Duration) -> HttpPeer {
+        new_peer(addr, self.spec.tls, &self.spec.sni, timeouts, read_timeout)
+    }
+
+    /// Runs one round of active checks if one is due and none is running. Returns at once when
+    /// the pool has no health check.
+    pub async fn check_if_due(&self) {
+        let Some(spec) = &self.spec.health else {
+            return;
+        };
+        {
+            let mut next = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+            if Instant::now() < *next || self.checking.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            *next = Instant::now() + spec.interval;
+        }
+        self.registry.run_health_check(true).await;
+        self.checking.store(false, Ordering::Release);
+    }
+
+    pub fn is_healthy(&self, addr: SocketAddr) -> bool {
+        let b = Backend {
+            addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
+            weight: 1,
+            ext: Default::default(),
+        };
+        match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.backends().ready(&b),
+            Balancer::Hash(lb) => lb.backends().ready(&b),
+        }
+    }
+}
+
+fn health_check(h: &HealthSpec, pool: &PoolSpec) -> Box<dyn HealthCheck + Send + Sync + 'static> {
+    match &h.kind {
+        HealthKind::Http { path, host } => {
+            let mut hc = HttpHealthCheck::new(host, pool.tls);
+            if pool.tls && !pool.sni.is_empty() {
+                hc.peer_template.sni = pool.sni.clone();
+            }
+            // `path` was validated as an absolute path without spaces, so the request builds.
+            if let Ok(mut req) = pingora::http::RequestHeader::build("GET", path.as_bytes(), None) {
+                let _ = req.insert_header("Host", host.as_str());
+                let _ = req.insert_header("User-Agent", "portcullis-health-check");
+                hc.req = req;
+            }
+            hc.peer_template.options.connection_timeout = Some(h.timeout);
+            hc.peer_template.options.read_timeout = Some(h.timeout);
+            hc.consecutive_success = h.rise;
+            hc.consecutive_failure = h.fall;
+            // Like HAProxy's `http-check`: any 2xx or 3xx means up.
+            hc.validator = Some(Box::new(|resp| {
+                if (200..400).contains(&resp.status.as_u16()) {
+                    Ok(())
+                } else {
+                    pingora::Error::e_explain(
+                        pingora::ErrorType::CustomCode("unhealthy status", resp.status.as_u16()),
+                        "during http health check",
+                    )
+                }
+            }));
+            Box::new(hc)
+        }
+        HealthKind::Tcp => {
+            let mut hc = TcpHealthCheck::new();
+            hc.peer_template.options.connection_timeout = Some(h.timeout);
+            hc.consecutive_success = h.rise;
+            hc.consecutive_failure = h.fall;
+            hc
+        }
+    }
+}
+
+/// A desktop's single backend, addressed by the `{id}` of a desktops route.
+pub struct Desktop {
+    pub spec: DesktopSpec,
+}
+
+impl Desktop {
+    pub fn peer(&self, timeouts: &Timeouts, read_timeout: Duration) -> HttpPeer {
+        new_peer(self.spec.backend, self.spec.tls, "", timeouts, read_timeout)
+    }
+}
+
+fn new_peer(
+    addr: SocketAddr,
+    tls: bool,
+    sni: &str,
+    timeouts: &Timeouts,
+    read_timeout: Duration,
+) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, tls, sni.to_string());
+    peer.options.connection_timeout = Some(timeouts.connect);
+    peer.options.total_connection_timeout = Some(timeouts.connect);
+    peer.options.read_timeout = Some(read_timeout);
+    peer.options.write_timeout = Some(timeouts.write);
+    // Idle pooled upstream connections are closed before common backends (60-75 s) drop them.
+    peer.options.idle_timeout = Some(Duration::from_secs(55));
+    peer
+}

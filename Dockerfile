@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1
+# Portcullis container image.
+#   docker build -t portcullis .
+#   docker run --rm -p 8080:8080 -p 8443:8443 -p 9090:9090 \
+#     -v "$PWD/my-conf:/etc/portcullis:ro" portcullis
+# The shipped conf/ is baked into /etc/portcullis; mount your own over it in production.
+
+# ---- build ------------------------------------------------------------------------------
+FROM rust:1-bookworm AS builder
+
+# cmake and pkg-config are needed by native build scripts in the dependency tree.
+# Versions are not pinned (DL3008): the bookworm archive drops old versions, which would break
+# the build; the base image tag is what fixes the distribution.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /work
+
+# Dependencies first: this layer stays cached until Cargo.toml or Cargo.lock changes.
+# (cargo fetch reads only the manifest and the lock file; no sources are needed yet.)
+COPY Cargo.toml Cargo.lock ./
+RUN cargo fetch --locked
+
+COPY src/ src/
+COPY conf/ conf/
+# plugins/ may be absent from a fresh checkout while it holds no file (git keeps no empty
+# directories). A wildcard source that matches nothing is not an error for BuildKit, and the
+# mkdir makes sure the runtime stage always has a directory to copy.
+COPY plugin[s] plugins/
+
+RUN mkdir -p plugins \
+ && cargo build --release --locked
+
+# ---- runtime ----------------------------------------------------------------------------
+FROM debian:bookworm-slim
+
+# ca-certificates: TLS to the OpenID provider, Redis and upstreams.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+# A fixed numeric id, so that `USER` below is numeric and Kubernetes' runAsNonRoot can check it.
+RUN groupadd --system --gid 10001 portcullis \
+ && useradd --system --uid 10001 --gid portcullis --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin portcullis
+
+COPY --from=builder /work/target/release/portcullis /usr/local/bin/portcullis
+# Configs stay root-owned and read-only for the proxy user.
+COPY --from=builder /work/conf/ /etc/portcullis/
+COPY --from=builder /work/plugins/ /etc/portcullis/plugins/
+
+# Relative paths in a config (upstreams_file, plugin scripts) then also resolve from here.
+WORKDIR /etc/portcullis
+USER 10001:10001
+
+# 8080 HTTP (or redirect to HTTPS), 8443 HTTPS, 9090 Prometheus /metrics.
+EXPOSE 8080 8443 9090
+STOPSIGNAL SIGTERM
+
+ENTRYPOINT ["portcullis"]
+CMD ["run", "--config", "/etc/portcullis/portcullis.yaml"]

@@ -16,6 +16,7 @@
 #   THREADS [2]         wrk threads
 #   CONNECTIONS [32]    wrk connections
 #   PORTCULLIS_BIN      use this binary instead of running `cargo build --release`
+#   ACCESS_LOG [0]      1 = both proxies write an access log (to a file); 0 = neither does
 #   KEEP_TMP [0]        1 = keep the temp dir (configs and logs) after exit
 set -euo pipefail
 
@@ -29,6 +30,7 @@ WARMUP=${WARMUP:-2s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-32}
 KEEP_TMP=${KEEP_TMP:-0}
+ACCESS_LOG=${ACCESS_LOG:-0}
 
 PEER_ONLY=0
 for arg in "$@"; do
@@ -68,6 +70,7 @@ done
 for var in DURATION WARMUP; do
   [[ ${!var} =~ ^[0-9]+[smh]?$ ]] || die "$var must look like 10s, 2m or 15, got '${!var}'"
 done
+[[ $ACCESS_LOG == [01] ]] || die "ACCESS_LOG must be 0 or 1, got '$ACCESS_LOG'"
 [[ $(to_seconds "$DURATION") -gt 0 ]] || die "DURATION must be longer than 0"
 
 # --- tools -------------------------------------------------------------------------------
@@ -162,10 +165,11 @@ events { worker_connections 4096; }
 EOF
 }
 
-nginx_http_common() { # $1 = instance name
-  local dir="$TMP/$1"
+nginx_http_common() { # $1 = instance name, $2 = access log on (1) or off (0)
+  local dir="$TMP/$1" access_log=off
+  if [[ ${2:-0} == 1 ]]; then access_log="$TMP/$1-access.log"; fi
   cat <<EOF
-  access_log off;
+  access_log $access_log;
   client_body_temp_path $dir/client_body;
   proxy_temp_path $dir/proxy;
   fastcgi_temp_path $dir/fastcgi;
@@ -193,7 +197,7 @@ EOF
 {
   nginx_common nginx "$WORKERS"
   echo "http {"
-  nginx_http_common nginx
+  nginx_http_common nginx "$ACCESS_LOG"
   cat <<EOF
   upstream u {
     server 127.0.0.1:$PORT_UPSTREAM;
@@ -257,6 +261,13 @@ start_nginx nginx
 wait_ready nginx "http://127.0.0.1:$PORT_NGINX/" "${PIDS[-1]}"
 
 if ((!PEER_ONLY)); then
+  # Portcullis logs one access line per request at info level (target `access`); keep that
+  # off like nginx's unless ACCESS_LOG=1, so both proxies do the same work.
+  if [[ $ACCESS_LOG == 1 ]]; then
+    export PORTCULLIS_LOG=${PORTCULLIS_LOG:-info}
+  else
+    export PORTCULLIS_LOG=${PORTCULLIS_LOG:-info,access=off}
+  fi
   "$PORTCULLIS" run --config "$TMP/portcullis.yaml" >"$TMP/portcullis.log" 2>&1 &
   PIDS+=($!)
   wait_ready portcullis "http://127.0.0.1:$PORT_PORTCULLIS/" "${PIDS[-1]}"
@@ -338,7 +349,7 @@ nginx_version=$(nginx -v 2>&1 | sed 's|^nginx version: ||')
 
 BENCH_COMMIT=$commit BENCH_NGINX_VERSION=$nginx_version BENCH_PEER_ONLY=$PEER_ONLY \
   WORKERS=$WORKERS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP THREADS=$THREADS \
-  CONNECTIONS=$CONNECTIONS python3 - "$RESULTS" "$OUT_DIR/latest.json" <<'PY'
+  CONNECTIONS=$CONNECTIONS ACCESS_LOG=$ACCESS_LOG python3 - "$RESULTS" "$OUT_DIR/latest.json" <<'PY'
 import datetime
 import json
 import os
@@ -398,6 +409,7 @@ doc = {
     "params": {"workers": int(env["WORKERS"]), "duration": env["DURATION"], "rounds": rounds,
                "warmup": env["WARMUP"], "wrk_threads": int(env["THREADS"]),
                "connections": int(env["CONNECTIONS"]),
+               "access_log": env["ACCESS_LOG"] == "1",
                "peer_only": env["BENCH_PEER_ONLY"] == "1"},
     "runs": runs,
     "summary": summary,

@@ -1,0 +1,139 @@
+use crate::support::proxy::BIN;
+use std::process::Command;
+
+struct Outcome {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn check(config: &str, upstreams: &str, env: &[(&str, &str)]) -> (Outcome, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("portcullis.yaml"), config).unwrap();
+    std::fs::write(dir.path().join("upstreams.yaml"), upstreams).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(dir.path().join("portcullis.yaml"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        Outcome {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        dir,
+    )
+}
+
+const GOOD: &str = r#"listen:
+  - address: "127.0.0.1:8080"
+upstreams_file: upstreams.yaml
+routes:
+  - { prefix: /api/, upstream: api, strip_prefix: true, timeouts: { read: 30s } }
+  - { prefix: "/desktop/{id}/", desktops: true, websocket: true }
+  - { prefix: /, upstream: console }
+"#;
+
+const GOOD_UPSTREAMS: &str = r#"upstreams:
+  console:
+    backends: ["127.0.0.1:9001", "127.0.0.1:9002"]
+    health_check: { path: /healthz, interval: 2s }
+  api:
+    backends: ["localhost:9003"]
+    selection: consistent_hash
+desktops:
+  d-42: { backend: "127.0.0.1:9004", owner: alice }
+"#;
+
+#[test]
+fn accepts_the_shipped_configs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in ["conf/dev.yaml", "conf/portcullis.yaml"] {
+        let out = Command::new(BIN).args(["check", "--config", &format!("{root}/{file}")]).output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn accepts_a_good_config() {
+    let (out, _dir) = check(GOOD, GOOD_UPSTREAMS, &[]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("ok (1 listeners, 3 routes, 2 pools, 1 desktops)"), "{}", out.stdout);
+}
+
+/// Each broken config, and the `file:line:column: message` fragments its report must hold.
+#[test]
+fn rejects_broken_configs_with_their_place() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "listen:\n  - address: \"127.0.0.1:8080\"\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: /, upstream: console, stip_prefix: true }\n",
+            GOOD_UPSTREAMS,
+            &["portcullis.yaml:5:", "Unknown field `stip_prefix`"],
+        ),
+        (
+            "listen:\n  - address: \"localhost\"\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: /, upstream: nope }\n",
+            GOOD_UPSTREAMS,
+            &["portcullis.yaml:2:14: `localhost` is not a listen address", "portcullis.yaml:5:", "upstream `nope`", "defined: api, console"],
+        ),
+        (
+            "listen:\n  - address: \"127.0.0.1:8080\"\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: /a/, upstream: api }\n  - { prefix: /a/, upstream: console }\n",
+            GOOD_UPSTREAMS,
+            &["portcullis.yaml:6:", "already routed on line 5"],
+        ),
+        (
+            "listen:\n  - address: \"127.0.0.1:8080\"\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: \"/desktop/{id}x/\", desktops: true }\n  - { prefix: nothing, upstream: api }\n",
+            GOOD_UPSTREAMS,
+            &["portcullis.yaml:5:", "must be a whole last segment", "portcullis.yaml:6:", "must start with `/`"],
+        ),
+        (
+            GOOD,
+            "upstreams:\n  console:\n    backends: [\"127.0.0.1:99999\"]\n  api:\n    backends: []\n    health_check: { interval: soon }\ndesktops:\n  \"../x\": { backend: \"127.0.0.1:1\" }\n",
+            &["upstreams.yaml:3:", "must be HOST:PORT", "upstreams.yaml:5:", "pool `api` has no backends", "upstreams.yaml:6:", "`soon` is not a duration", "upstreams.yaml:8:", "desktop id `../x`"],
+        ),
+        (
+            GOOD,
+            "upstreams:\n  console: { backends: [\"127.0.0.1:1\"] }\n  console: { backends: [\"127.0.0.1:2\"] }\n",
+            &["upstreams.yaml:3:", "duplicate key `console` (first defined on line 2)"],
+        ),
+        (
+            "listen:\n  - address: \"127.0.0.1:8080\"\n routes: [\n",
+            GOOD_UPSTREAMS,
+            &["portcullis.yaml:", "YAML syntax error"],
+        ),
+        (
+            "listen:\n  - address: \"127.0.0.1:8080\"\nupstreams_file: missing.yaml\nroutes:\n  - { prefix: /, upstream: console }\n",
+            GOOD_UPSTREAMS,
+            &["portcullis.yaml:3:17: upstreams file", "missing.yaml", "cannot read file"],
+        ),
+        (
+            "listen:\n  - address: \"${LISTEN_ADDR}\"\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: /, upstream: console }\n",
+            GOOD_UPSTREAMS,
+            &["portcullis.yaml:2:14: environment variable `LISTEN_ADDR` is not set"],
+        ),
+    ];
+    for (i, (config, upstreams, expected)) in cases.iter().enumerate() {
+        let (out, _dir) = check(config, upstreams, &[]);
+        assert!(!out.ok, "case {i} was accepted");
+        for fragment in *expected {
+            assert!(out.stderr.contains(fragment), "case {i}: `{fragment}` missing from:\n{}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn secrets_come_from_the_environment() {
+    let config = "listen:\n  - address: \"${LISTEN_ADDR}\"\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: /, upstream: console }\n";
+    let (out, _dir) = check(config, GOOD_UPSTREAMS, &[("LISTEN_ADDR", "127.0.0.1:9999")]);
+    assert!(out.ok, "{}", out.stderr);
+}
+
+#[test]
+fn help_explains_each_subcommand() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("run") && help.contains("check"), "{help}");
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}

@@ -1,0 +1,93 @@
+//! `Proxy`: the real `portcullis` binary, started on a generated config in a temp dir.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Proxy {
+    /// `body` is the config without `listen:` and `upstreams_file:` (routes, server settings…); `upstreams` is the
+    /// upstreams file. Returns once the proxy accepts connections.
+    pub async fn start(body: &str, upstreams: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = super::free_port();
+        let server = if body.contains("server:") { "" } else { "server:\n  threads: 2\n" };
+        let config = format!("listen:\n  - address: \"127.0.0.1:{port}\"\nupstreams_file: upstreams.yaml\n{server}{body}");
+        std::fs::write(dir.path().join("portcullis.yaml"), config).expect("write config");
+        std::fs::write(dir.path().join("upstreams.yaml"), upstreams).expect("write upstreams");
+        let log = std::fs::File::create(dir.path().join("portcullis.log")).expect("log file");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(dir.path().join("portcullis.yaml"))
+            .env("PORTCULLIS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start portcullis");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut proxy = Proxy { addr, dir, child: Some(child) };
+        if !super::wait_for_port(addr, Duration::from_secs(15)).await {
+            let status = proxy.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            panic!("portcullis did not start (exit: {status:?}):\n{}", proxy.log());
+        }
+        proxy
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("portcullis.yaml")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("portcullis.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `QUIT`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit on its own and returns whether it exited successfully.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.success());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 fn pool_yaml(name: &str, backends: &[&EchoUpstream], extra: &str) -> String {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
-    format!("upstreams:\n  {name}:\n    backends: [{}]\n{extra}", list.join(", "))
+    format!(
+        "upstreams:\n  {name}:\n    backends: [{}]\n{extra}",
+        list.join(", ")
+    )
 }
 
 async fn served_by(proxy: &Proxy, path: &str, header: Option<(&str, &str)>) -> Option<String> {
@@ -23,35 +26,67 @@ async fn served_by(proxy: &Proxy, path: &str, header: Option<(&str, &str)>) -> O
 
 #[tokio::test]
 async fn round_robin_spreads_evenly() {
-    let (a, b, c) = (EchoUpstream::start("a").await, EchoUpstream::start("b").await, EchoUpstream::start("c").await);
-    let proxy = Proxy::start("routes:\n  - { prefix: /, upstream: web }\n", &pool_yaml("web", &[&a, &b, &c], "")).await;
+    let (a, b, c) = (
+        EchoUpstream::start("a").await,
+        EchoUpstream::start("b").await,
+        EchoUpstream::start("c").await,
+    );
+    let proxy = Proxy::start(
+        "routes:\n  - { prefix: /, upstream: web }\n",
+        &pool_yaml("web", &[&a, &b, &c], ""),
+    )
+    .await;
     let mut counts: HashMap<String, usize> = HashMap::new();
     for _ in 0..60 {
-        *counts.entry(served_by(&proxy, "/", None).await.expect("served")).or_default() += 1;
+        *counts
+            .entry(served_by(&proxy, "/", None).await.expect("served"))
+            .or_default() += 1;
     }
     assert_eq!(counts.len(), 3, "{counts:?}");
     // Round robin across two worker threads: each backend gets its third, give or take.
-    assert!(counts.values().all(|&n| (15..=25).contains(&n)), "{counts:?}");
+    assert!(
+        counts.values().all(|&n| (15..=25).contains(&n)),
+        "{counts:?}"
+    );
 }
 
 #[tokio::test]
 async fn consistent_hash_keeps_a_key_on_one_backend() {
-    let (a, b, c) = (EchoUpstream::start("a").await, EchoUpstream::start("b").await, EchoUpstream::start("c").await);
+    let (a, b, c) = (
+        EchoUpstream::start("a").await,
+        EchoUpstream::start("b").await,
+        EchoUpstream::start("c").await,
+    );
     let proxy = Proxy::start(
         "routes:\n  - { prefix: /, upstream: web }\n",
-        &pool_yaml("web", &[&a, &b, &c], "    selection: consistent_hash\n    hash_key: \"header:x-user\"\n"),
+        &pool_yaml(
+            "web",
+            &[&a, &b, &c],
+            "    selection: consistent_hash\n    hash_key: \"header:x-user\"\n",
+        ),
     )
     .await;
     let mut owners = HashMap::new();
     for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
-        let first = served_by(&proxy, "/", Some(("x-user", user))).await.expect("served");
+        let first = served_by(&proxy, "/", Some(("x-user", user)))
+            .await
+            .expect("served");
         for _ in 0..5 {
-            assert_eq!(served_by(&proxy, "/", Some(("x-user", user))).await.as_deref(), Some(first.as_str()), "{user}");
+            assert_eq!(
+                served_by(&proxy, "/", Some(("x-user", user)))
+                    .await
+                    .as_deref(),
+                Some(first.as_str()),
+                "{user}"
+            );
         }
         owners.insert(user, first);
     }
     let distinct: std::collections::HashSet<_> = owners.values().collect();
-    assert!(distinct.len() >= 2, "six keys all hashed to one backend: {owners:?}");
+    assert!(
+        distinct.len() >= 2,
+        "six keys all hashed to one backend: {owners:?}"
+    );
 }
 
 #[tokio::test]
@@ -60,7 +95,11 @@ async fn a_killed_backend_is_routed_around_and_comes_back() {
     let b = EchoUpstream::start("b").await;
     let proxy = Proxy::start(
         "routes:\n  - { prefix: /, upstream: web }\n",
-        &pool_yaml("web", &[&a, &b], "    health_check: { path: /healthz, interval: 500ms, timeout: 200ms }\n"),
+        &pool_yaml(
+            "web",
+            &[&a, &b],
+            "    health_check: { path: /healthz, interval: 500ms, timeout: 200ms }\n",
+        ),
     )
     .await;
     let b_addr = b.kill();
@@ -85,18 +124,27 @@ async fn an_unhealthy_backend_leaves_rotation_within_two_intervals() {
     let b = EchoUpstream::start("b").await;
     let proxy = Proxy::start(
         "routes:\n  - { prefix: /, upstream: web }\n",
-        &pool_yaml("web", &[&a, &b], "    health_check: { path: /healthz, interval: 1s, timeout: 500ms }\n"),
+        &pool_yaml(
+            "web",
+            &[&a, &b],
+            "    health_check: { path: /healthz, interval: 1s, timeout: 500ms }\n",
+        ),
     )
     .await;
     b.set_healthy(false);
     let started = std::time::Instant::now();
     let left = eventually(Duration::from_secs(5), || async {
         // Two in a row from `a` under round robin means `b` is out.
-        served_by(&proxy, "/", None).await.as_deref() == Some("a") && served_by(&proxy, "/", None).await.as_deref() == Some("a")
+        served_by(&proxy, "/", None).await.as_deref() == Some("a")
+            && served_by(&proxy, "/", None).await.as_deref() == Some("a")
     })
     .await;
     assert!(left);
-    assert!(started.elapsed() <= Duration::from_millis(2200), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_millis(2200),
+        "took {:?}",
+        started.elapsed()
+    );
     let before = b.requests();
     for _ in 0..10 {
         assert_eq!(served_by(&proxy, "/", None).await.as_deref(), Some("a"));
@@ -104,6 +152,9 @@ async fn an_unhealthy_backend_leaves_rotation_within_two_intervals() {
     assert_eq!(b.requests(), before);
 
     b.set_healthy(true);
-    let back = eventually(Duration::from_secs(5), || async { served_by(&proxy, "/", None).await.as_deref() == Some("b") }).await;
+    let back = eventually(Duration::from_secs(5), || async {
+        served_by(&proxy, "/", None).await.as_deref() == Some("b")
+    })
+    .await;
     assert!(back);
 }

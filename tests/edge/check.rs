@@ -51,8 +51,15 @@ desktops:
 fn accepts_the_shipped_configs() {
     let root = env!("CARGO_MANIFEST_DIR");
     for file in ["conf/dev.yaml", "conf/portcullis.yaml"] {
-        let out = Command::new(BIN).args(["check", "--config", &format!("{root}/{file}")]).output().unwrap();
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["check", "--config", &format!("{root}/{file}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -60,7 +67,12 @@ fn accepts_the_shipped_configs() {
 fn accepts_a_good_config() {
     let (out, _dir) = check(GOOD, GOOD_UPSTREAMS, &[]);
     assert!(out.ok, "{}", out.stderr);
-    assert!(out.stdout.contains("ok (1 listeners, 3 routes, 2 pools, 1 desktops)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("ok (1 listeners, 3 routes, 2 pools, 1 desktops)"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Each broken config, and the `file:line:column: message` fragments its report must hold.
@@ -117,7 +129,11 @@ fn rejects_broken_configs_with_their_place() {
         let (out, _dir) = check(config, upstreams, &[]);
         assert!(!out.ok, "case {i} was accepted");
         for fragment in *expected {
-            assert!(out.stderr.contains(fragment), "case {i}: `{fragment}` missing from:\n{}", out.stderr);
+            assert!(
+                out.stderr.contains(fragment),
+                "case {i}: `{fragment}` missing from:\n{}",
+                out.stderr
+            );
         }
     }
 }

@@ -27,14 +27,23 @@ routes:
         ),
     )
     .await;
-    Desktops { proxy, _d42: d42, _d7: d7, console }
+    Desktops {
+        proxy,
+        _d42: d42,
+        _d7: d7,
+        console,
+    }
 }
 
 #[tokio::test]
 async fn each_desktop_reaches_its_own_backend_with_the_prefix_stripped() {
     let d = desktops().await;
     for (id, server) in [("d-42", "d-42"), ("d-7", "d-7")] {
-        let resp = client().get(d.proxy.url(&format!("/desktop/{id}/vnc/index.html"))).send().await.unwrap();
+        let resp = client()
+            .get(d.proxy.url(&format!("/desktop/{id}/vnc/index.html")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["server"], server);
@@ -53,7 +62,11 @@ async fn desktop_ids_match_whole_segments_only() {
     }
     // An unknown desktop never falls through to the catch-all route.
     assert_eq!(d.console.requests(), 0);
-    let resp = client().get(d.proxy.url("/desktop/d-42")).send().await.unwrap();
+    let resp = client()
+        .get(d.proxy.url("/desktop/d-42"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 301);
     assert_eq!(resp.headers()["location"], "/desktop/d-42/");
 }
@@ -61,14 +74,24 @@ async fn desktop_ids_match_whole_segments_only() {
 #[tokio::test]
 async fn websocket_tunnel_echoes_through_the_desktop_route() {
     let d = desktops().await;
-    let url = format!("ws://{}/desktop/d-42/workstation-0.0.1/websocket-tunnel", d.proxy.addr);
+    let url = format!(
+        "ws://{}/desktop/d-42/workstation-0.0.1/websocket-tunnel",
+        d.proxy.addr
+    );
     let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", "guacamole".parse().unwrap());
-    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.expect("handshake through the proxy");
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "guacamole".parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("handshake through the proxy");
     assert_eq!(response.status(), 101);
     assert_eq!(response.headers()["sec-websocket-protocol"], "guacamole");
     let first = ws.next().await.unwrap().unwrap();
-    assert_eq!(first, Message::text("path:/workstation-0.0.1/websocket-tunnel"));
+    assert_eq!(
+        first,
+        Message::text("path:/workstation-0.0.1/websocket-tunnel")
+    );
     for i in 0..50 {
         let text = format!("4.sync,{i}.;");
         ws.send(Message::text(text.clone())).await.unwrap();
@@ -88,7 +111,9 @@ async fn many_quick_handshakes_all_complete() {
     let handshakes = (0..40).map(|i| {
         let url = url.clone();
         async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("handshake");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("handshake");
             let _path = ws.next().await.expect("first frame").expect("frame");
             ws.send(Message::text(format!("m{i}"))).await.expect("send");
             ws.next().await.expect("echo").expect("frame") == Message::text(format!("m{i}"))
@@ -102,7 +127,9 @@ async fn many_quick_handshakes_all_complete() {
 async fn upgrades_are_refused_on_routes_without_websocket() {
     let d = desktops().await;
     let url = format!("ws://{}/console-socket", d.proxy.addr);
-    let err = tokio_tungstenite::connect_async(url).await.expect_err("no upgrade on a plain route");
+    let err = tokio_tungstenite::connect_async(url)
+        .await
+        .expect_err("no upgrade on a plain route");
     assert!(err.to_string().contains("200"), "{err}");
     // The upstream saw a plain request, without the upgrade headers.
     assert_eq!(d.console.requests(), 1);

@@ -24,7 +24,12 @@ async fn no_healthy_backend_is_503() {
     })
     .await;
     assert!(down);
-    let html = client().get(proxy.url("/")).header("accept", "text/html").send().await.unwrap();
+    let html = client()
+        .get(proxy.url("/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(html.status(), 503);
     assert!(html.text().await.unwrap().contains("Service unavailable"));
 }
@@ -46,9 +51,18 @@ routes:
         ),
     )
     .await;
-    assert_eq!(status_and_error(&proxy, "/dead/x").await, (502, "bad_gateway".into()));
-    assert_eq!(status_and_error(&proxy, "/desktop/gone/").await, (502, "bad_gateway".into()));
-    assert_eq!(status_and_error(&proxy, "/slow?ms=2000").await, (504, "gateway_timeout".into()));
+    assert_eq!(
+        status_and_error(&proxy, "/dead/x").await,
+        (502, "bad_gateway".into())
+    );
+    assert_eq!(
+        status_and_error(&proxy, "/desktop/gone/").await,
+        (502, "bad_gateway".into())
+    );
+    assert_eq!(
+        status_and_error(&proxy, "/slow?ms=2000").await,
+        (504, "gateway_timeout".into())
+    );
     assert_eq!(status_and_error(&proxy, "/slow?ms=10").await.0, 200);
 }
 
@@ -79,13 +93,21 @@ async fn garbage_from_clients_never_takes_the_proxy_down() {
         let _ = raw::send(proxy.addr, attack).await;
     }
     // The absolute-form request went to our own upstream, never to the named host.
-    let resp = raw::send(proxy.addr, b"GET http://evil.example/x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n").await;
+    let resp = raw::send(
+        proxy.addr,
+        b"GET http://evil.example/x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     if let Some(resp) = resp {
         if resp.status == 200 {
             let body: Value = serde_json::from_str(&resp.body).expect("json from our upstream");
             assert_eq!(body["server"], "a");
         }
     }
-    let resp = client().get(proxy.url("/still-alive")).send().await.expect("proxy still answers");
+    let resp = client()
+        .get(proxy.url("/still-alive"))
+        .send()
+        .await
+        .expect("proxy still answers");
     assert_eq!(resp.status(), 200);
 }

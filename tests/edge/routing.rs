@@ -55,7 +55,13 @@ async fn traversal_is_routed_by_the_normalized_path() {
     // Each of these would reach the v2 route once the upstream resolved it; the proxy must
     // route (and forward) the very path the upstream will act on. Sent raw: HTTP clients
     // would normalize them before sending.
-    for path in ["/console/../api/v2/x", "/%2e%2e/api/v2/x", "/console/%2E%2E/api/v2/x", "//api/v2/x", "/api/v2/./x"] {
+    for path in [
+        "/console/../api/v2/x",
+        "/%2e%2e/api/v2/x",
+        "/console/%2E%2E/api/v2/x",
+        "//api/v2/x",
+        "/api/v2/./x",
+    ] {
         let resp = raw::get(proxy.addr, path).await.expect("answer");
         assert_eq!(resp.status, 200, "{path}");
         let body: Value = serde_json::from_str(&resp.body).expect("json");
@@ -96,7 +102,11 @@ async fn host_specific_routes_win() {
 #[tokio::test]
 async fn missing_trailing_slash_redirects_like_nginx() {
     let (proxy, _c, _a, _v2) = three_pools().await;
-    let resp = client().get(proxy.url("/console?x=1")).send().await.unwrap();
+    let resp = client()
+        .get(proxy.url("/console?x=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 301);
     assert_eq!(resp.headers()["location"], "/console/?x=1");
     let resp = client().post(proxy.url("/console")).send().await.unwrap();
@@ -132,14 +142,27 @@ async fn forwarding_headers_replace_client_claims() {
 async fn request_id_is_kept_when_sane_and_replaced_otherwise() {
     let (proxy, _c, _a, _v2) = three_pools().await;
     let sent = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let resp = client().get(proxy.url("/")).header("x-request-id", sent).send().await.unwrap();
+    let resp = client()
+        .get(proxy.url("/"))
+        .header("x-request-id", sent)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], sent);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["headers"]["x-request-id"], sent);
 
-    let resp = client().get(proxy.url("/")).header("x-request-id", "<script>alert(1)</script>").send().await.unwrap();
+    let resp = client()
+        .get(proxy.url("/"))
+        .header("x-request-id", "<script>alert(1)</script>")
+        .send()
+        .await
+        .unwrap();
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
-    assert!(id.chars().all(|c| c.is_ascii_hexdigit()) && id.len() == 32, "{id}");
+    assert!(
+        id.chars().all(|c| c.is_ascii_hexdigit()) && id.len() == 32,
+        "{id}"
+    );
 }
 
 #[tokio::test]
@@ -147,10 +170,18 @@ async fn no_route_is_404_html_for_browsers_json_for_apis() {
     let upstream = EchoUpstream::start("only").await;
     let proxy = Proxy::start(
         "routes:\n  - { prefix: /only/, upstream: only }\n",
-        &format!("upstreams:\n  only: {{ backends: [\"{}\"] }}\n", upstream.addr),
+        &format!(
+            "upstreams:\n  only: {{ backends: [\"{}\"] }}\n",
+            upstream.addr
+        ),
     )
     .await;
-    let resp = client().get(proxy.url("/elsewhere")).header("accept", "application/json").send().await.unwrap();
+    let resp = client()
+        .get(proxy.url("/elsewhere"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: Value = resp.json().await.unwrap();
@@ -164,7 +195,10 @@ async fn no_route_is_404_html_for_browsers_json_for_apis() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = resp.text().await.unwrap();
     assert!(html.contains("Not found"));
     assert_eq!(upstream.requests(), 0);

@@ -47,7 +47,11 @@ impl EchoUpstream {
             requests: AtomicUsize::new(0),
         });
         let server = tokio::spawn(serve(listener, state.clone()));
-        EchoUpstream { addr, state, server }
+        EchoUpstream {
+            addr,
+            state,
+            server,
+        }
     }
 
     pub fn set_healthy(&self, healthy: bool) {
@@ -93,10 +97,20 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
     if req.uri().path() == "/healthz" {
-        let status = if state.healthy.load(Ordering::SeqCst) { 200 } else { 503 };
-        return Ok(Response::builder().status(status).body(Full::new(Bytes::from_static(b"health\n"))).expect("response"));
+        let status = if state.healthy.load(Ordering::SeqCst) {
+            200
+        } else {
+            503
+        };
+        return Ok(Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(b"health\n")))
+            .expect("response"));
     }
     state.requests.fetch_add(1, Ordering::SeqCst);
     let is_ws = req
@@ -106,7 +120,12 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fu
     if is_ws {
         return Ok(websocket(req));
     }
-    if let Some(ms) = req.uri().query().and_then(|q| q.strip_prefix("ms=")).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(ms) = req
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if req.uri().path() == "/slow" {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
@@ -114,7 +133,12 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fu
     let headers: serde_json::Map<String, serde_json::Value> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), serde_json::Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned())))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                serde_json::Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
         .collect();
     let body = serde_json::json!({
         "server": state.name,
@@ -129,8 +153,15 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fu
 }
 
 fn websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())) else {
-        return Response::builder().status(400).body(Full::new(Bytes::new())).expect("response");
+    let Some(key) = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| derive_accept_key(k.as_bytes()))
+    else {
+        return Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::new()))
+            .expect("response");
     };
     let protocol = req
         .headers()
@@ -141,10 +172,17 @@ fn websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
-        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         // The first message tells the client which path the upstream saw.
-        let _ = ws.send(tokio_tungstenite::tungstenite::Message::text(format!("path:{path}"))).await;
+        let _ = ws
+            .send(tokio_tungstenite::tungstenite::Message::text(format!(
+                "path:{path}"
+            )))
+            .await;
         while let Some(Ok(msg)) = ws.next().await {
             if msg.is_close() {
                 break;

@@ -39,7 +39,10 @@ where
 }
 
 pub async fn wait_for_port(addr: SocketAddr, limit: Duration) -> bool {
-    eventually(limit, || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await
+    eventually(limit, || async move {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await
 }
 
 /// An HTTP client that neither follows redirects nor pools across tests.

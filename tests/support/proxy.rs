@@ -19,7 +19,11 @@ impl Proxy {
     pub async fn start(body: &str, upstreams: &str) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = super::free_port();
-        let server = if body.contains("server:") { "" } else { "server:\n  threads: 2\n" };
+        let server = if body.contains("server:") {
+            ""
+        } else {
+            "server:\n  threads: 2\n"
+        };
         let config = format!("listen:\n  - address: \"127.0.0.1:{port}\"\nupstreams_file: upstreams.yaml\n{server}{body}");
         std::fs::write(dir.path().join("portcullis.yaml"), config).expect("write config");
         std::fs::write(dir.path().join("upstreams.yaml"), upstreams).expect("write upstreams");
@@ -33,10 +37,20 @@ impl Proxy {
             .spawn()
             .expect("start portcullis");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut proxy = Proxy { addr, dir, child: Some(child) };
+        let mut proxy = Proxy {
+            addr,
+            dir,
+            child: Some(child),
+        };
         if !super::wait_for_port(addr, Duration::from_secs(15)).await {
-            let status = proxy.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!("portcullis did not start (exit: {status:?}):\n{}", proxy.log());
+            let status = proxy
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            panic!(
+                "portcullis did not start (exit: {status:?}):\n{}",
+                proxy.log()
+            );
         }
         proxy
     }

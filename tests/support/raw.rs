@@ -22,9 +22,17 @@ pub async fn send(addr: SocketAddr, request: &[u8]) -> Option<RawResponse> {
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some(RawResponse { status, head: head.to_string(), body: body.to_string() })
+    Some(RawResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Option<RawResponse> {
-    send(addr, format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await
+    send(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
 }

@@ -101,13 +101,14 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench.XXXXXX")
 # temp paths below.
 chmod 0755 "$TMP"
 PIDS=()
+declare -A STOP_SIGNAL=() # pid -> signal for a fast stop, when it is not TERM
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   local pid
   for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -"${STOP_SIGNAL[$pid]:-TERM}" "$pid" 2>/dev/null || true
   done
   # Give each process up to ~5 s to exit on TERM, then KILL it.
   for pid in "${PIDS[@]}"; do
@@ -270,6 +271,8 @@ if ((!PEER_ONLY)); then
   fi
   "$PORTCULLIS" run --config "$TMP/portcullis.yaml" >"$TMP/portcullis.log" 2>&1 &
   PIDS+=($!)
+  # SIGTERM is Pingora's graceful stop (a grace period, then a drain); SIGINT stops at once.
+  STOP_SIGNAL[$!]=INT
   wait_ready portcullis "http://127.0.0.1:$PORT_PORTCULLIS/" "${PIDS[-1]}"
 fi
 

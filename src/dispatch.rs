@@ -25,6 +25,8 @@ pub struct Forward {
 
 pub enum Decision {
     Forward(Forward),
+    /// One of the proxy's own `/oauth2/*` endpoints; holds the normalized path.
+    OwnEndpoint(String),
     /// Answer with a redirect to this same-origin location.
     Redirect {
         status: u16,
@@ -33,7 +35,8 @@ pub enum Decision {
     Fail(Failure),
 }
 
-pub fn decide(runtime: &Runtime, req: &RequestHeader) -> Decision {
+/// `own_endpoints`: whether `/oauth2/*` is answered by the proxy (OpenID Connect is on).
+pub fn decide(runtime: &Runtime, req: &RequestHeader, own_endpoints: bool) -> Decision {
     if req.method == http::Method::CONNECT {
         return Decision::Fail(Failure::BadRequest("CONNECT is not supported."));
     }
@@ -42,6 +45,9 @@ pub fn decide(runtime: &Runtime, req: &RequestHeader) -> Decision {
         Ok(p) => p,
         Err(e) => return Decision::Fail(Failure::BadRequest(path_error_message(e))),
     };
+    if own_endpoints && normalized.starts_with(crate::oidc::endpoints::PREFIX) {
+        return Decision::OwnEndpoint(normalized.into_owned());
+    }
     let query = req.uri.query();
     let host = request_host(req);
     match runtime.router.match_route(host, &normalized) {

@@ -6,8 +6,11 @@
 pub mod config;
 pub mod dispatch;
 pub mod forwarding;
+pub mod gate;
 pub mod health;
+pub mod identity;
 pub mod logging;
+pub mod oidc;
 pub mod pages;
 pub mod path;
 pub mod proxy;
@@ -15,4 +18,5 @@ pub mod request_id;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod session;
 pub mod upstreams;

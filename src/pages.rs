@@ -15,6 +15,15 @@ pub enum Failure {
     UpstreamUnreachable,
     UpstreamTimeout,
     Internal,
+    /// No session (or an invalid bearer token) on a protected route.
+    Unauthorized,
+    /// Logged in, but not allowed here.
+    Forbidden,
+    /// The login could not be completed (bad callback, refused code, invalid token).
+    LoginFailed(&'static str),
+    /// The identity provider or the session store cannot be reached.
+    AuthUnavailable,
+    MethodNotAllowed,
 }
 
 impl Failure {
@@ -26,6 +35,11 @@ impl Failure {
             Failure::NoHealthyBackend => 503,
             Failure::UpstreamTimeout => 504,
             Failure::Internal => 500,
+            Failure::Unauthorized => 401,
+            Failure::Forbidden => 403,
+            Failure::LoginFailed(_) => 400,
+            Failure::AuthUnavailable => 503,
+            Failure::MethodNotAllowed => 405,
         }
     }
 
@@ -39,6 +53,11 @@ impl Failure {
             Failure::UpstreamUnreachable => "bad_gateway",
             Failure::UpstreamTimeout => "gateway_timeout",
             Failure::Internal => "internal_error",
+            Failure::Unauthorized => "unauthorized",
+            Failure::Forbidden => "forbidden",
+            Failure::LoginFailed(_) => "login_failed",
+            Failure::AuthUnavailable => "auth_unavailable",
+            Failure::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -53,13 +72,21 @@ impl Failure {
             Failure::UpstreamUnreachable => "The service could not be reached.",
             Failure::UpstreamTimeout => "The service took too long to answer.",
             Failure::Internal => "Something went wrong on our side.",
+            Failure::Unauthorized => "You need to log in to see this.",
+            Failure::Forbidden => "You are logged in, but you are not allowed to see this.",
+            Failure::LoginFailed(why) => why,
+            Failure::AuthUnavailable => "Login is temporarily unavailable. Please try again shortly.",
+            Failure::MethodNotAllowed => "This address does not accept that method.",
         }
     }
 
     fn title(self) -> &'static str {
         match self.status() {
             400 => "Bad request",
+            401 => "Login required",
+            403 => "Forbidden",
             404 => "Not found",
+            405 => "Method not allowed",
             502 => "Bad gateway",
             503 => "Service unavailable",
             504 => "Gateway timeout",
@@ -98,51 +125,72 @@ pub fn render(failure: Failure, request_id: &str, html: bool) -> (Bytes, &'stati
     }
 }
 
-/// Writes the failure page. Keep-alive is kept: these are ordinary answers, not broken streams.
-pub async fn respond(
-    session: &mut Session,
-    failure: Failure,
-    request_id: &str,
-) -> pingora::Result<()> {
-    let html = wants_html(
-        session
-            .req_header()
-            .headers
-            .get(http::header::ACCEPT)
-            .map(|v| v.as_bytes()),
-    );
-    let (body, content_type) = render(failure, request_id, html);
-    let mut header = ResponseHeader::build(failure.status(), Some(4))?;
-    header.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    header.insert_header(crate::request_id::HEADER, request_id)?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(header), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+/// An answer the proxy writes itself.
+pub struct Reply {
+    pub status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
 }
 
-/// A redirect to a same-origin location the caller built (never a client-supplied URL).
-pub async fn redirect(
-    session: &mut Session,
-    status: u16,
-    location: &str,
-    request_id: &str,
-) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(status, Some(4))?;
-    header.insert_header(http::header::LOCATION, location)?;
-    header.insert_header(http::header::CONTENT_LENGTH, 0)?;
-    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    header.insert_header(crate::request_id::HEADER, request_id)?;
-    session
-        .write_response_header(Box::new(header), true)
-        .await?;
-    Ok(())
+impl Reply {
+    pub fn failure(failure: Failure, request_id: &str, html: bool) -> Reply {
+        let (body, content_type) = render(failure, request_id, html);
+        let mut reply = Reply::new(failure.status(), body).header("content-type", content_type);
+        if failure == Failure::Unauthorized {
+            // RFC 6750 §3: tell API clients how to authenticate.
+            reply = reply.header("www-authenticate", "Bearer realm=\"portcullis\"");
+        }
+        reply
+    }
+
+    /// A redirect to a location the caller built or validated (never a raw client value).
+    pub fn redirect(status: u16, location: &str) -> Reply {
+        Reply::new(status, Bytes::new()).header("location", location)
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply::new(status, Bytes::from(format!("{value}\n"))).header("content-type", "application/json")
+    }
+
+    pub fn empty(status: u16) -> Reply {
+        Reply::new(status, Bytes::new())
+    }
+
+    fn new(status: u16, body: Bytes) -> Reply {
+        Reply { status, headers: Vec::new(), body }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Writes the answer. Keep-alive is kept: these are ordinary answers, not broken streams.
+    pub async fn send(self, session: &mut Session, request_id: &str) -> pingora::Result<()> {
+        let mut header = ResponseHeader::build(self.status, Some(self.headers.len() + 3))?;
+        for (name, value) in self.headers {
+            header.append_header(name, value)?;
+        }
+        header.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
+        header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        header.insert_header(crate::request_id::HEADER, request_id)?;
+        let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();
+        session.write_response_header(Box::new(header), head_only).await?;
+        if !head_only {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the failure page, HTML or JSON by the request's `Accept`.
+pub async fn respond(session: &mut Session, failure: Failure, request_id: &str) -> pingora::Result<()> {
+    let html = wants_html(session.req_header().headers.get(http::header::ACCEPT).map(|v| v.as_bytes()));
+    Reply::failure(failure, request_id, html).send(session, request_id).await
+}
+
+pub async fn redirect(session: &mut Session, status: u16, location: &str, request_id: &str) -> pingora::Result<()> {
+    Reply::redirect(status, location).send(session, request_id).await
 }
 
 #[cfg(test)]

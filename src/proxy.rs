@@ -2,6 +2,9 @@
 //! the module owning the concern. No policy lives here.
 
 use crate::dispatch::{self, Decision, Target};
+use crate::gate::{self, Verdict};
+use crate::identity;
+use crate::oidc::{Authenticated, Oidc};
 use crate::forwarding::{self, Origin};
 use crate::pages::{self, Failure};
 use crate::request_id;
@@ -18,11 +21,12 @@ use std::time::Instant;
 
 pub struct Portcullis {
     runtime: SharedRuntime,
+    oidc: Option<Arc<Oidc>>,
 }
 
 impl Portcullis {
-    pub fn new(runtime: SharedRuntime) -> Self {
-        Portcullis { runtime }
+    pub fn new(runtime: SharedRuntime, oidc: Option<Arc<Oidc>>) -> Self {
+        Portcullis { runtime, oidc }
     }
 }
 
@@ -39,6 +43,8 @@ pub struct Ctx {
     backend: Option<SocketAddr>,
     /// Set when the proxy itself decided the outcome.
     failure: Option<Failure>,
+    /// The verified identity the request speaks for, on protected routes.
+    auth: Option<Authenticated>,
 }
 
 impl Ctx {
@@ -65,6 +71,7 @@ impl ProxyHttp for Portcullis {
             tried: Vec::new(),
             backend: None,
             failure: None,
+            auth: None,
         }
     }
 
@@ -79,10 +86,19 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
-        let runtime = self.runtime.load_full();
-        let decision = dispatch::decide(&runtime, session.req_header());
-        ctx.runtime = Some(runtime.clone());
+        let runtime = match &ctx.runtime {
+            Some(r) => r.clone(),
+            None => self.runtime.load_full(),
+        };
+        let decision = dispatch::decide(&runtime, session.req_header(), self.oidc.is_some());
         match decision {
+            Decision::OwnEndpoint(path) => {
+                let Some(oidc) = &self.oidc else { return Ok(false) };
+                let html = pages::wants_html(session.get_header(http::header::ACCEPT).map(|v| v.as_bytes()));
+                let reply = crate::oidc::endpoints::answer(oidc, session.req_header(), &path, &ctx.request_id, html).await;
+                reply.send(session, &ctx.request_id).await?;
+                Ok(true)
+            }
             Decision::Fail(failure) => {
                 ctx.failure = Some(failure);
                 pages::respond(session, failure, &ctx.request_id).await?;
@@ -94,6 +110,23 @@ impl ProxyHttp for Portcullis {
             }
             Decision::Forward(fwd) => {
                 let route = runtime.router.route(fwd.route);
+                ctx.route = Some(fwd.route);
+                let owner = match &fwd.target {
+                    Target::Desktop(d) => d.spec.owner.as_deref(),
+                    Target::Pool(_) => None,
+                };
+                match gate::check(self.oidc.as_deref(), route, owner, session.req_header()).await {
+                    Verdict::Pass(auth) => ctx.auth = auth,
+                    Verdict::Login { location } => {
+                        pages::redirect(session, 302, &location, &ctx.request_id).await?;
+                        return Ok(true);
+                    }
+                    Verdict::Deny(failure) => {
+                        ctx.failure = Some(failure);
+                        pages::respond(session, failure, &ctx.request_id).await?;
+                        return Ok(true);
+                    }
+                }
                 if session.is_upgrade_req() {
                     if route.websocket {
                         // An idle tunnel is normal (nothing changes on screen): only `idle`
@@ -103,7 +136,6 @@ impl ProxyHttp for Portcullis {
                         refuse_upgrade(session.req_header_mut());
                     }
                 }
-                ctx.route = Some(fwd.route);
                 ctx.target = Some(fwd.target);
                 ctx.upstream_uri = fwd.upstream_uri;
                 Ok(false)
@@ -190,7 +222,21 @@ impl ProxyHttp for Portcullis {
             host: dispatch::request_host(session.req_header()).map(str::to_string),
             request_id: &ctx.request_id,
         };
-        forwarding::set_forwarding_headers(upstream_request, &origin)
+        forwarding::set_forwarding_headers(upstream_request, &origin)?;
+        if let Some(runtime) = &ctx.runtime {
+            identity::inject_identity(upstream_request, &runtime.identity_headers, ctx.auth.as_ref())?;
+        }
+        if let Some(oidc) = &self.oidc {
+            // Our cookies are credentials for the proxy only; upstreams never see them.
+            let ours = |name: &str| name == oidc.cookie_name() || name.starts_with(crate::oidc::login::LOGIN_COOKIE_PREFIX);
+            match crate::session::cookies::without(upstream_request, ours) {
+                Some(rest) => upstream_request.insert_header(http::header::COOKIE, rest)?,
+                None => {
+                    upstream_request.remove_header(&http::header::COOKIE);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn response_filter(
@@ -237,6 +283,7 @@ impl ProxyHttp for Portcullis {
             backend = ctx.backend.map(|b| b.to_string()).as_deref().unwrap_or("-"),
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             upgraded = session.was_upgraded(),
+            user = ctx.auth.as_ref().map_or("-", |a| a.identity.user.as_str()),
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         );
     }

@@ -197,7 +197,7 @@ fn canonical_host<'b>(host: &str, buf: &'b mut [u8; 253]) -> Option<&'b str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Timeouts;
+    use crate::config::{Allow, Auth, Timeouts};
 
     fn route(prefix: &str, target: RouteTarget, host: Option<HostPattern>) -> RouteSpec {
         RouteSpec {
@@ -208,6 +208,8 @@ mod tests {
             strip_prefix: false,
             websocket: false,
             timeouts: Timeouts::default(),
+            auth: Auth::Public,
+            allow: Allow::Anyone,
         }
     }
 

@@ -3,7 +3,7 @@
 //! A request takes one `Arc<Runtime>` at its start and keeps it to the end, so a later swap
 //! (reload) never changes the world under a request in flight.
 
-use crate::config::{Config, RouteTarget};
+use crate::config::{Config, IdentityHeaderNames, RouteTarget};
 use crate::router::{RouteIndex, Router};
 use crate::upstreams::{Desktop, Pool};
 use arc_swap::ArcSwap;
@@ -16,6 +16,7 @@ pub struct Runtime {
     route_pools: Vec<Option<Arc<Pool>>>,
     pub pools: HashMap<String, Arc<Pool>>,
     pub desktops: HashMap<String, Arc<Desktop>>,
+    pub identity_headers: IdentityHeaderNames,
 }
 
 impl Runtime {
@@ -46,6 +47,7 @@ impl Runtime {
             route_pools,
             pools,
             desktops,
+            identity_headers: config.identity_headers.clone(),
         }
     }
 

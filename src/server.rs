@@ -3,6 +3,8 @@
 
 use crate::config::Config;
 use crate::health::HealthChecks;
+use crate::oidc::provider::ProviderWatch;
+use crate::oidc::Oidc;
 use crate::proxy::Portcullis;
 use crate::runtime::{Runtime, SharedRuntime};
 use arc_swap::ArcSwap;
@@ -31,9 +33,10 @@ pub fn run(config: Config, options: RunOptions) -> ! {
     );
     server.bootstrap();
 
+    let oidc = Oidc::from_config(&config).map(Arc::new);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Portcullis::new(runtime.clone()),
+        Portcullis::new(runtime.clone(), oidc.clone()),
         "portcullis",
     );
     for listener in &config.listeners {
@@ -44,6 +47,9 @@ pub fn run(config: Config, options: RunOptions) -> ! {
         "health checks",
         HealthChecks { runtime },
     ));
+    if let Some(oidc) = oidc {
+        server.add_service(background_service("identity provider", ProviderWatch { oidc }));
+    }
     tracing::info!(
         config = %config.path.display(),
         listeners = ?config.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),

@@ -10,6 +10,7 @@ pub mod model;
 mod problem;
 mod schema;
 mod validate;
+mod validate_auth;
 
 pub use model::*;
 pub use problem::{Problem, Problems};
@@ -67,7 +68,10 @@ pub fn load_with_env(
     let logging = v.logging(&file.logging);
     let upstreams = v.upstreams(&upstreams_file);
     let pool_names: HashSet<String> = upstreams.pools.iter().map(|p| p.name.clone()).collect();
-    let routes = v.routes(&file.routes, &pool_names);
+    let oidc = file.oidc.as_ref().and_then(|o| v.oidc(o));
+    let session = v.session(file.session.as_ref(), oidc.as_ref());
+    let identity_headers = v.identity_headers(&file.identity_headers);
+    let routes = v.routes(&file.routes, &pool_names, file.oidc.is_some());
     if routes.is_empty() && v.problems.is_empty() {
         let mut p = whole_file;
         p.message = "no routes: every request would get 404; add a `routes:` list".into();
@@ -86,6 +90,9 @@ pub fn load_with_env(
         logging,
         routes,
         upstreams,
+        oidc,
+        session,
+        identity_headers,
     })
 }
 

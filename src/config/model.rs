@@ -14,6 +14,9 @@ pub struct Config {
     pub logging: LoggingSettings,
     pub routes: Vec<RouteSpec>,
     pub upstreams: Upstreams,
+    pub oidc: Option<OidcSettings>,
+    pub session: SessionSettings,
+    pub identity_headers: IdentityHeaderNames,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +56,8 @@ pub struct RouteSpec {
     pub strip_prefix: bool,
     pub websocket: bool,
     pub timeouts: Timeouts,
+    pub auth: Auth,
+    pub allow: Allow,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -142,4 +147,133 @@ pub struct DesktopSpec {
     pub backend: SocketAddr,
     pub owner: Option<String>,
     pub tls: bool,
+}
+
+/// A secret from the config: never printed, logged or compared in variable time by us.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    /// Origin users reach the proxy at, without a trailing slash.
+    pub public_url: String,
+    pub claims: ClaimNames,
+    pub prompt: Option<String>,
+    pub ui_locales: Option<String>,
+    pub acr_values: Option<String>,
+    pub admin_groups: Vec<String>,
+    pub api_audiences: Vec<String>,
+    pub post_logout_redirect: String,
+}
+
+impl OidcSettings {
+    pub fn callback_url(&self) -> String {
+        format!("{}/oauth2/callback", self.public_url)
+    }
+    pub fn logout_callback_url(&self) -> String {
+        format!("{}/oauth2/logout/callback", self.public_url)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientAuth {
+    SecretBasic(Secret),
+    SecretPost(Secret),
+    /// RFC 7523 client assertion signed with our own key.
+    PrivateKeyJwt { key_pem: Secret, key_id: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    pub user: String,
+    pub groups: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSettings {
+    pub store: StoreKind,
+    /// Empty: a random key is made at start (sessions do not survive a restart).
+    pub keys: Vec<Secret>,
+    pub cookie_name: String,
+    /// Off only for a plain-http public URL on loopback (local development).
+    pub secure_cookie: bool,
+    pub max_lifetime: Duration,
+    pub inactivity_timeout: Duration,
+    pub max_sessions: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            store: StoreKind::Memory,
+            keys: Vec::new(),
+            cookie_name: "portcullis_session".into(),
+            secure_cookie: true,
+            max_lifetime: Duration::from_secs(10 * 3600),
+            inactivity_timeout: Duration::from_secs(3600),
+            max_sessions: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaderNames {
+    pub user: String,
+    pub groups: String,
+    pub email: String,
+    pub access_token: bool,
+}
+
+impl Default for IdentityHeaderNames {
+    fn default() -> Self {
+        IdentityHeaderNames {
+            user: "x-remote-user".into(),
+            groups: "x-remote-groups".into(),
+            email: "x-remote-email".into(),
+            access_token: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No session needed.
+    Public,
+    /// Browsers without a session are sent to login; other clients get 401.
+    Login,
+    /// Never redirected: 401 without a session or a valid bearer token.
+    Api,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allow {
+    Anyone,
+    Groups(Vec<String>),
+    /// The desktop's owner, or a member of `oidc.admin_groups`.
+    Owner,
 }

@@ -23,6 +23,79 @@ pub struct ConfigFile {
     pub routes: Vec<RouteSection>,
     #[serde(default)]
     pub logging: LoggingSection,
+    /// OpenID Connect login; without it every route must be `auth: public`.
+    pub oidc: Option<OidcSection>,
+    pub session: Option<SessionSection>,
+    #[serde(default)]
+    pub identity_headers: IdentityHeadersSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// Discovery is read from `{issuer}/.well-known/openid-configuration`.
+    pub issuer: Text,
+    pub client_id: Text,
+    pub client_secret: Option<Text>,
+    /// A file holding the client secret (Kubernetes secrets mount as files).
+    pub client_secret_file: Option<Text>,
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
+    pub client_auth: Option<Text>,
+    /// PEM private key (RSA or EC P-256) for `private_key_jwt`.
+    pub client_key_file: Option<Text>,
+    /// `kid` to put in the client assertion header, if the provider needs one.
+    pub client_key_id: Option<String>,
+    pub scopes: Option<Vec<Text>>,
+    /// The URL users reach the proxy at; the callback is `{public_url}/oauth2/callback`.
+    pub public_url: Text,
+    #[serde(default)]
+    pub claims: ClaimsSection,
+    /// Passed to the provider's authorize endpoint when set (e.g. `login` to force a login).
+    pub prompt: Option<String>,
+    pub ui_locales: Option<String>,
+    pub acr_values: Option<String>,
+    /// Members of these groups pass `allow: owner` on every desktop.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// Audiences accepted in bearer access tokens on `auth: api` routes; default: the client id.
+    pub api_audiences: Option<Vec<String>>,
+    /// Where `/oauth2/logout` lands when no `redirect` is given; default `/`.
+    pub post_logout_redirect: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsSection {
+    pub user: Option<String>,
+    pub groups: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    /// `memory` (default, single node) or `redis`.
+    pub store: Option<Text>,
+    /// 32 random bytes, base64 or hex (`openssl rand -base64 32`). The first of `keys` seals.
+    pub key: Option<Text>,
+    pub keys: Option<Vec<Text>>,
+    pub key_file: Option<Text>,
+    pub cookie_name: Option<Text>,
+    pub max_lifetime: Option<Text>,
+    pub inactivity_timeout: Option<Text>,
+    /// Upper bound of sessions the memory store keeps (least recently used go first).
+    pub max_sessions: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeadersSection {
+    pub user: Option<Text>,
+    pub groups: Option<Text>,
+    pub email: Option<Text>,
+    /// Send `Authorization: Bearer <access token>` upstream.
+    #[serde(default)]
+    pub access_token: bool,
 }
 
 /// Pingora's own server settings.
@@ -74,6 +147,37 @@ pub struct RouteSection {
     pub websocket: bool,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    /// `public`, `login` or `api`; default `login` when `oidc` is configured, else `public`.
+    pub auth: Option<Text>,
+    /// Groups allowed on this route, or `owner` on a desktops route.
+    pub allow: Option<Spanned<OneOrMany>>,
+}
+
+/// `allow: owner` or `allow: [a, b]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a group name or a list of group names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<String>()? {
+                    out.push(v);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 pub(super) struct Validator<'a> {
-    sources: &'a Sources,
+    pub sources: &'a Sources,
     pub problems: Vec<Problem>,
 }
 
@@ -25,11 +25,11 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn report<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+    pub fn report<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.problems.push(self.sources.problem(at.span(), message));
     }
 
-    fn duration(&mut self, value: &Option<Text>, default: Duration) -> Duration {
+    pub fn duration(&mut self, value: &Option<Text>, default: Duration) -> Duration {
         let Some(text) = value else { return default };
         match humantime::parse_duration(text.trim()) {
             Ok(d) if !d.is_zero() => d,
@@ -117,7 +117,12 @@ impl<'a> Validator<'a> {
         }
     }
 
-    pub fn routes(&mut self, routes: &[RouteSection], pools: &HashSet<String>) -> Vec<RouteSpec> {
+    pub fn routes(
+        &mut self,
+        routes: &[RouteSection],
+        pools: &HashSet<String>,
+        oidc: bool,
+    ) -> Vec<RouteSpec> {
         let mut seen: HashMap<(Option<HostPattern>, String), usize> = HashMap::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::new();
@@ -206,7 +211,11 @@ impl<'a> Validator<'a> {
                 write: self.duration(&r.timeouts.write, defaults.write),
                 idle: self.duration(&r.timeouts.idle, defaults.idle),
             };
+            let (auth, allow) =
+                self.route_policy(r, oidc, matches!(target, RouteTarget::Desktops));
             out.push(RouteSpec {
+                auth,
+                allow,
                 name,
                 host,
                 prefix,

@@ -1,0 +1,221 @@
+//! The proxy's own `/oauth2/*` endpoints, one function each. Nothing under `/oauth2/` is ever
+//! forwarded upstream.
+
+use super::login::{self, CallbackError};
+use super::redirect::SafeRedirect;
+use super::tokens::TokenError;
+use super::{identity_of, Oidc};
+use crate::pages::{Failure, Reply};
+use crate::session::cookies;
+use crate::session::{now_secs, Session, SessionData};
+use pingora::http::RequestHeader;
+
+pub const PREFIX: &str = "/oauth2/";
+/// Binds the sealed logout `state` to its purpose, so no other sealed value can stand in.
+const LOGOUT_STATE_AAD: &[u8] = b"portcullis logout state";
+
+/// Answers a request under `/oauth2/`. `path` is the normalized path.
+pub async fn answer(oidc: &Oidc, req: &RequestHeader, path: &str, request_id: &str, html: bool) -> Reply {
+    let fail = |f: Failure| Reply::failure(f, request_id, html);
+    let method = &req.method;
+    let get = *method == http::Method::GET || *method == http::Method::HEAD;
+    let query: Vec<(String, String)> = req
+        .uri
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    match (path.strip_prefix(PREFIX).unwrap_or(""), get) {
+        ("login", true) => login(oidc, param("redirect")).await.unwrap_or_else(fail),
+        ("callback", true) => callback(oidc, req, &query).await.unwrap_or_else(fail),
+        ("logout", true) => logout(oidc, req, param("redirect")).await.unwrap_or_else(fail),
+        ("logout/callback", true) => logout_callback(oidc, param("state")),
+        ("logout/frontchannel", true) => frontchannel_logout(oidc, param("sid"), param("iss")).await.unwrap_or_else(fail),
+        ("session", true) => session_info(oidc, req).await.unwrap_or_else(fail),
+        ("session/refresh", false) if *method == http::Method::POST => session_refresh(oidc, req).await.unwrap_or_else(fail),
+        ("login" | "callback" | "logout" | "logout/callback" | "logout/frontchannel" | "session", false)
+        | ("session/refresh", _) => fail(Failure::MethodNotAllowed),
+        _ => fail(Failure::NoRoute),
+    }
+}
+
+async fn login(oidc: &Oidc, redirect: Option<&str>) -> Result<Reply, Failure> {
+    ensure_provider(oidc).await?;
+    let redirect = SafeRedirect::parse_or_root(redirect);
+    let secure = oidc.sessions.settings.secure_cookie;
+    let (url, cookie) = login::start(&oidc.provider, oidc.sessions.keys(), secure, &redirect).map_err(|e| {
+        tracing::warn!(error = %e, "could not start a login");
+        Failure::AuthUnavailable
+    })?;
+    Ok(Reply::redirect(302, &url).header("set-cookie", cookie))
+}
+
+async fn callback(oidc: &Oidc, req: &RequestHeader, query: &[(String, String)]) -> Result<Reply, Failure> {
+    ensure_provider(oidc).await?;
+    let completed = login::complete(&oidc.provider, oidc.sessions.keys(), query, |name| {
+        cookies::find(req, name).map(str::to_string)
+    })
+    .await
+    .map_err(|e| {
+        tracing::info!(error = %e, detail = ?e, "login callback refused");
+        match e {
+            CallbackError::Malformed => Failure::LoginFailed("The login response is malformed."),
+            CallbackError::UnknownAttempt => Failure::LoginFailed("The login expired or was started in another browser. Please start again."),
+            CallbackError::WrongIssuer => Failure::LoginFailed("The login response does not come from our identity provider."),
+            CallbackError::ProviderError(_) => Failure::LoginFailed("The identity provider did not complete the login."),
+            CallbackError::Token(TokenError::Provider(_) | TokenError::Unreachable(_)) => Failure::AuthUnavailable,
+            CallbackError::Token(_) => Failure::LoginFailed("The login could not be completed: the identity provider's answer was refused."),
+        }
+    })?;
+    let Some(identity) = completed.tokens.identity else {
+        return Err(Failure::LoginFailed("The identity provider sent no ID token."));
+    };
+    // A new login never continues an old session (session fixation).
+    if let Some(old) = cookies::find(req, oidc.cookie_name()) {
+        let _ = oidc.sessions.delete(&crate::session::store_key(old)).await;
+    }
+    let now = now_secs();
+    let settings = &oidc.sessions.settings;
+    let data = SessionData {
+        sub: identity.sub,
+        user: identity.user,
+        groups: identity.groups,
+        email: identity.email,
+        sid: identity.sid,
+        id_token: completed.tokens.id_token.unwrap_or_default(),
+        access_token: completed.tokens.access_token,
+        refresh_token: completed.tokens.refresh_token,
+        access_expires_at: completed.tokens.expires_in.map(|s| now + s),
+        created_at: now,
+        ends_at: now + settings.max_lifetime.as_secs(),
+        last_seen: now,
+        refreshed_at: None,
+    };
+    let session_id = oidc.sessions.create(&data).await.map_err(|e| {
+        tracing::warn!(error = %e, "could not store a new session");
+        Failure::AuthUnavailable
+    })?;
+    tracing::info!(user = %data.user, "login");
+    Ok(Reply::redirect(302, completed.redirect.as_str())
+        .header(
+            "set-cookie",
+            cookies::set_cookie(cookies::CookieSpec {
+                name: oidc.cookie_name(),
+                value: &session_id,
+                path: "/",
+                secure: settings.secure_cookie,
+                max_age: None,
+            }),
+        )
+        .header("set-cookie", cookies::clear_cookie(&completed.login_cookie, login::CALLBACK_PATH, settings.secure_cookie)))
+}
+
+async fn logout(oidc: &Oidc, req: &RequestHeader, redirect: Option<&str>) -> Result<Reply, Failure> {
+    let settings = &oidc.provider.settings;
+    let redirect = redirect
+        .and_then(SafeRedirect::parse)
+        .unwrap_or_else(|| SafeRedirect::parse_or_root(Some(&settings.post_logout_redirect)));
+    let mut id_token_hint = None;
+    if let Some(cookie) = cookies::find(req, oidc.cookie_name()) {
+        if let Ok(Some(s)) = oidc.sessions.load(cookie).await {
+            tracing::info!(user = %s.data.user, "logout");
+            id_token_hint = Some(s.data.id_token.clone());
+        }
+        oidc.sessions.delete(&crate::session::store_key(cookie)).await.map_err(|_| Failure::AuthUnavailable)?;
+    }
+    let clear = cookies::clear_cookie(oidc.cookie_name(), "/", oidc.sessions.settings.secure_cookie);
+    let end_session = oidc.provider.state().ok().and_then(|s| s.metadata.additional_metadata().end_session_endpoint.clone());
+    let location = match end_session.and_then(|e| url::Url::parse(&e).ok()) {
+        Some(mut url) => {
+            let state = oidc.sessions.keys().seal_to_string(redirect.as_str().as_bytes(), LOGOUT_STATE_AAD);
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(hint) = &id_token_hint {
+                    q.append_pair("id_token_hint", hint);
+                }
+                q.append_pair("client_id", &settings.client_id);
+                q.append_pair("post_logout_redirect_uri", &settings.logout_callback_url());
+                q.append_pair("state", &state);
+            }
+            url.to_string()
+        }
+        None => redirect.as_str().to_string(),
+    };
+    Ok(Reply::redirect(302, &location).header("set-cookie", clear))
+}
+
+fn logout_callback(oidc: &Oidc, state: Option<&str>) -> Reply {
+    let fallback = || SafeRedirect::parse_or_root(Some(&oidc.provider.settings.post_logout_redirect));
+    let target = state
+        .and_then(|s| oidc.sessions.keys().open_str(s, LOGOUT_STATE_AAD).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|r| SafeRedirect::parse(&r))
+        .unwrap_or_else(fallback);
+    Reply::redirect(302, target.as_str())
+}
+
+/// OpenID Connect Front-Channel Logout 1.0: the provider (in an iframe, without our cookie)
+/// names the session it ended.
+async fn frontchannel_logout(oidc: &Oidc, sid: Option<&str>, iss: Option<&str>) -> Result<Reply, Failure> {
+    let (Some(sid), Some(iss)) = (sid, iss) else {
+        return Err(Failure::BadRequest("Front-channel logout needs `sid` and `iss`."));
+    };
+    if iss.trim_end_matches('/') != oidc.provider.settings.issuer {
+        return Err(Failure::BadRequest("Front-channel logout from an unknown issuer."));
+    }
+    let ended = oidc.sessions.delete_tagged(&format!("sid:{sid}")).await.map_err(|_| Failure::AuthUnavailable)?;
+    tracing::info!(sessions = ended, "front-channel logout");
+    Ok(Reply::empty(200))
+}
+
+async fn session_info(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure> {
+    let session = oidc.session_of(req).await.map_err(|_| Failure::AuthUnavailable)?.ok_or(Failure::Unauthorized)?;
+    Ok(Reply::json(200, &describe(oidc, &session)))
+}
+
+async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure> {
+    let cookie = cookies::find(req, oidc.cookie_name()).ok_or(Failure::Unauthorized)?;
+    let session = oidc.sessions.load(cookie).await.map_err(|_| Failure::AuthUnavailable)?.ok_or(Failure::Unauthorized)?;
+    let refreshed = oidc.refresh_session(session, true).await.map_err(|_| Failure::AuthUnavailable)?;
+    let session = refreshed.ok_or(Failure::Unauthorized)?;
+    Ok(Reply::json(200, &describe(oidc, &session)))
+}
+
+fn describe(oidc: &Oidc, s: &Session) -> serde_json::Value {
+    let d = &s.data;
+    let now = now_secs();
+    let timeout_at = d.last_seen + oidc.sessions.settings.inactivity_timeout.as_secs();
+    let identity = identity_of(s);
+    serde_json::json!({
+        "user": identity.user,
+        "groups": identity.groups,
+        "email": identity.email,
+        "active": true,
+        "created_at": rfc3339(d.created_at),
+        "ends_at": rfc3339(d.ends_at),
+        "ends_in_seconds": d.ends_at.saturating_sub(now),
+        "timeout_at": rfc3339(timeout_at.min(d.ends_at)),
+        "timeout_in_seconds": timeout_at.min(d.ends_at).saturating_sub(now),
+        "tokens": {
+            "expire_at": d.access_expires_at.map(rfc3339),
+            "expire_in_seconds": d.access_expires_at.map(|t| t.saturating_sub(now)),
+            "refreshed_at": d.refreshed_at.map(rfc3339),
+            "refreshable": d.refresh_token.is_some(),
+        },
+    })
+}
+
+fn rfc3339(unix: u64) -> String {
+    chrono::DateTime::from_timestamp(unix as i64, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+/// The provider may have been down at start: try once more before failing a login.
+async fn ensure_provider(oidc: &Oidc) -> Result<(), Failure> {
+    if oidc.provider.is_ready() {
+        return Ok(());
+    }
+    oidc.provider.discover().await.map_err(|e| {
+        tracing::warn!(error = %e, "identity provider unavailable");
+        Failure::AuthUnavailable
+    })
+}

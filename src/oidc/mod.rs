@@ -1,0 +1,187 @@
+//! OpenID Connect relying party: the `/oauth2/*` endpoints and request authentication
+//! (session cookie, or a bearer JWT on API routes), with transparent token refresh.
+
+pub mod endpoints;
+pub mod login;
+pub mod provider;
+pub mod redirect;
+pub mod tokens;
+
+use crate::config::{Auth, Config};
+use crate::session::cookies;
+use crate::session::crypto::KeyRing;
+use crate::session::memory::MemoryStore;
+use crate::session::{now_secs, Session, Sessions};
+use pingora::http::RequestHeader;
+use provider::Provider;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokens::Identity;
+
+/// Refresh when the access token has less than this left, so it does not expire in flight.
+const REFRESH_MARGIN_SECS: u64 = 30;
+
+pub struct Oidc {
+    pub provider: Provider,
+    pub sessions: Sessions,
+    /// One refresh at a time per session: concurrent requests wait and reuse the result.
+    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Who a request speaks for, and how we know.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub identity: Identity,
+    pub access_token: String,
+    /// Store key of the session; `None` for a bearer token.
+    pub session_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the session store is unavailable: {0}")]
+    Store(#[from] crate::session::store::StoreError),
+    #[error("the identity provider is unavailable")]
+    Provider,
+}
+
+impl Oidc {
+    /// `None` when the config has no `oidc` section.
+    pub fn from_config(config: &Config) -> Option<Oidc> {
+        let settings = config.oidc.clone()?;
+        let keys = if config.session.keys.is_empty() {
+            tracing::warn!("no session.key configured: using a random key, sessions will not survive a restart");
+            KeyRing::generate()
+        } else {
+            let encoded: Vec<&str> = config.session.keys.iter().map(|k| k.expose()).collect();
+            // Validated when the config was loaded.
+            KeyRing::from_encoded(&encoded).unwrap_or_else(|_| KeyRing::generate())
+        };
+        let store = Arc::new(MemoryStore::new(config.session.max_sessions));
+        Some(Oidc {
+            provider: Provider::new(settings),
+            sessions: Sessions::new(store, keys, config.session.clone()),
+            refreshing: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn cookie_name(&self) -> &str {
+        &self.sessions.settings.cookie_name
+    }
+
+    /// The session cookie's session, refreshed if its access token is about to expire.
+    pub async fn session_of(&self, req: &RequestHeader) -> Result<Option<Session>, AuthError> {
+        let Some(cookie) = cookies::find(req, self.cookie_name()) else { return Ok(None) };
+        let Some(mut session) = self.sessions.load(cookie).await? else { return Ok(None) };
+        if needs_refresh(&session) {
+            return self.refresh_session(session, false).await;
+        }
+        self.sessions.touch(&mut session).await?;
+        Ok(Some(session))
+    }
+
+    /// Who the request speaks for, if anyone. On `api` routes a bearer JWT also counts.
+    pub async fn authenticate(&self, req: &RequestHeader, auth: Auth) -> Result<Option<Authenticated>, AuthError> {
+        if auth == Auth::Api {
+            if let Some(token) = bearer_token(req) {
+                return Ok(match tokens::verify_bearer(&self.provider, token).await {
+                    Ok(identity) => Some(Authenticated { identity, access_token: token.to_string(), session_key: None }),
+                    Err(tokens::TokenError::Provider(_)) => return Err(AuthError::Provider),
+                    Err(e) => {
+                        tracing::info!(error = %e, "bearer token refused");
+                        None
+                    }
+                });
+            }
+        }
+        Ok(self.session_of(req).await?.map(|s| Authenticated {
+            identity: identity_of(&s),
+            access_token: s.data.access_token.clone(),
+            session_key: Some(s.key),
+        }))
+    }
+
+    /// Refreshes the session's tokens (refresh-token grant). `force`: even if not near expiry.
+    /// Ends the session (returns `None`) when the provider refuses.
+    pub async fn refresh_session(&self, session: Session, force: bool) -> Result<Option<Session>, AuthError> {
+        let lock = {
+            let mut map = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(session.key.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        // Another request may have refreshed while we waited: use its result.
+        let Some(mut current) = self.sessions.load_key(&session.key).await? else { return Ok(None) };
+        let result = if force || needs_refresh(&current) {
+            self.do_refresh(&mut current).await
+        } else {
+            Ok(true)
+        };
+        self.refreshing.lock().unwrap_or_else(|p| p.into_inner()).remove(&session.key);
+        match result {
+            Ok(true) => Ok(Some(current)),
+            Ok(false) => {
+                self.sessions.delete(&current.key).await?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `Ok(false)`: the session cannot continue (no refresh token, or the provider refused).
+    async fn do_refresh(&self, session: &mut Session) -> Result<bool, AuthError> {
+        let Some(refresh_token) = session.data.refresh_token.clone() else { return Ok(false) };
+        match tokens::refresh(&self.provider, &refresh_token, &identity_of(session)).await {
+            Ok(t) => {
+                let now = now_secs();
+                let d = &mut session.data;
+                if let Some(id) = t.identity {
+                    d.groups = id.groups;
+                    d.email = id.email;
+                    d.user = id.user;
+                }
+                if let Some(idt) = t.id_token {
+                    d.id_token = idt;
+                }
+                d.access_token = t.access_token;
+                // Providers that rotate refresh tokens send a new one; others keep the old.
+                if t.refresh_token.is_some() {
+                    d.refresh_token = t.refresh_token;
+                }
+                d.access_expires_at = t.expires_in.map(|s| now + s);
+                d.refreshed_at = Some(now);
+                d.last_seen = now;
+                self.sessions.save(&session.key, &session.data).await?;
+                Ok(true)
+            }
+            Err(tokens::TokenError::Unreachable(e)) => {
+                tracing::warn!(error = %e, "token refresh: provider unreachable");
+                Err(AuthError::Provider)
+            }
+            Err(tokens::TokenError::Provider(_)) => Err(AuthError::Provider),
+            Err(e) => {
+                tracing::info!(error = %e, user = %session.data.user, "token refresh refused; ending the session");
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn needs_refresh(s: &Session) -> bool {
+    s.data.access_expires_at.is_some_and(|at| at <= now_secs() + REFRESH_MARGIN_SECS)
+}
+
+pub fn identity_of(s: &Session) -> Identity {
+    Identity {
+        sub: s.data.sub.clone(),
+        user: s.data.user.clone(),
+        groups: s.data.groups.clone(),
+        email: s.data.email.clone(),
+        sid: s.data.sid.clone(),
+    }
+}
+
+fn bearer_token(req: &RequestHeader) -> Option<&str> {
+    let value = req.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+}

@@ -1,0 +1,221 @@
+//! The OpenID provider as we know it: discovery metadata and signing keys, fetched at start,
+//! refreshed in the background, and re-fetched (rate-limited) when a token names a key we do
+//! not have yet — the provider rotated its keys.
+
+use crate::config::OidcSettings;
+use arc_swap::ArcSwapOption;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
+use openidconnect::{AdditionalProviderMetadata, ProviderMetadata};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Discovery fields the `openidconnect` crate does not model.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExtraMetadata {
+    pub end_session_endpoint: Option<String>,
+    /// RFC 9207: the provider adds `iss` to authorization responses.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+}
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+pub type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the identity provider is not reachable yet")]
+    NotReady,
+    #[error("fetching {what} from the identity provider failed: {detail}")]
+    Fetch { what: &'static str, detail: String },
+    #[error("the identity provider's discovery document is invalid: {0}")]
+    Invalid(String),
+}
+
+/// One consistent view of the provider.
+pub struct ProviderState {
+    pub metadata: Metadata,
+    /// Keys for verifying bearer access tokens, by `kid`.
+    pub bearer_keys: HashMap<String, jsonwebtoken::DecodingKey>,
+    /// Keys without a `kid` (a provider with a single key may omit it).
+    pub anonymous_keys: Vec<jsonwebtoken::DecodingKey>,
+}
+
+/// At most one JWKS re-fetch per this interval, so tokens with made-up `kid`s cannot make us
+/// hammer the provider.
+const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+pub struct Provider {
+    pub settings: OidcSettings,
+    pub http: reqwest::Client,
+    state: ArcSwapOption<ProviderState>,
+    last_jwks_fetch: Mutex<Option<Instant>>,
+}
+
+impl Provider {
+    pub fn new(settings: OidcSettings) -> Provider {
+        let http = reqwest::Client::builder()
+            // Following redirects from the provider's endpoints would open us to SSRF.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Provider {
+            settings,
+            http,
+            state: ArcSwapOption::empty(),
+            last_jwks_fetch: Mutex::new(None),
+        }
+    }
+
+    pub fn state(&self) -> Result<std::sync::Arc<ProviderState>, ProviderError> {
+        self.state.load_full().ok_or(ProviderError::NotReady)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.state.load().is_some()
+    }
+
+    /// Fetches discovery and keys and publishes them.
+    pub async fn discover(&self) -> Result<(), ProviderError> {
+        let url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
+        let body = self.fetch(&url, "the discovery document").await?;
+        let metadata: Metadata =
+            serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid(e.to_string()))?;
+        // OpenID Connect Discovery §4.3: the issuer in the document must be exactly ours, or
+        // tokens "from" another issuer could be accepted.
+        if metadata.issuer().as_str().trim_end_matches('/') != self.settings.issuer {
+            return Err(ProviderError::Invalid(format!(
+                "it names issuer `{}`, expected `{}`",
+                metadata.issuer().as_str(),
+                self.settings.issuer
+            )));
+        }
+        if metadata.token_endpoint().is_none() {
+            return Err(ProviderError::Invalid("it has no token_endpoint".into()));
+        }
+        let state = self.with_keys(metadata).await?;
+        self.state.store(Some(std::sync::Arc::new(state)));
+        Ok(())
+    }
+
+    /// Re-fetches the keys after a token named an unknown `kid`. Returns whether new keys were
+    /// published.
+    pub async fn refresh_keys(&self) -> bool {
+        {
+            let mut last = self.last_jwks_fetch.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let Ok(current) = self.state() else { return false };
+        match self.with_keys(current.metadata.clone()).await {
+            Ok(state) => {
+                self.state.store(Some(std::sync::Arc::new(state)));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-fetch the provider's keys");
+                false
+            }
+        }
+    }
+
+    async fn with_keys(&self, metadata: Metadata) -> Result<ProviderState, ProviderError> {
+        let body = self.fetch(metadata.jwks_uri().as_str(), "the signing keys (JWKS)").await?;
+        let jwks: CoreJsonWebKeySet =
+            serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid(format!("JWKS: {e}")))?;
+        let raw: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&body)
+            .unwrap_or(jsonwebtoken::jwk::JwkSet { keys: Vec::new() });
+        let mut bearer_keys = HashMap::new();
+        let mut anonymous_keys = Vec::new();
+        for jwk in &raw.keys {
+            let is_signing = !matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption));
+            let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else { continue };
+            if !is_signing {
+                continue;
+            }
+            match &jwk.common.key_id {
+                Some(kid) => {
+                    bearer_keys.insert(kid.clone(), key);
+                }
+                None => anonymous_keys.push(key),
+            }
+        }
+        *self.last_jwks_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(ProviderState {
+            metadata: metadata.set_jwks(jwks),
+            bearer_keys,
+            anonymous_keys,
+        })
+    }
+
+    async fn fetch(&self, url: &str, what: &'static str) -> Result<bytes::Bytes, ProviderError> {
+        let fail = |detail: String| ProviderError::Fetch { what, detail };
+        let resp = self.http.get(url).header("accept", "application/json").send().await.map_err(|e| fail(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("{url} answered {}", resp.status())));
+        }
+        resp.bytes().await.map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// Keeps the provider's metadata and keys fresh: discovery at start (retried with backoff while
+/// the provider is down, so the proxy starts anyway), then a refresh every hour.
+pub struct ProviderWatch {
+    pub oidc: std::sync::Arc<super::Oidc>,
+}
+
+const REDISCOVERY_INTERVAL: Duration = Duration::from_secs(3600);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for ProviderWatch {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let provider = &self.oidc.provider;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let wait = match provider.discover().await {
+                Ok(()) => {
+                    tracing::info!(issuer = %provider.settings.issuer, "identity provider metadata loaded");
+                    backoff = Duration::from_secs(1);
+                    REDISCOVERY_INTERVAL
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "identity provider discovery failed");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    w
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

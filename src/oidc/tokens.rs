@@ -1,0 +1,291 @@
+//! Talking to the token endpoint (code exchange, refresh) and verifying what comes back:
+//! ID tokens through `openidconnect`, bearer access tokens through `jsonwebtoken`.
+
+use super::provider::{Provider, ProviderError, ProviderState};
+use crate::config::{ClientAuth, OidcSettings};
+use base64::Engine;
+use openidconnect::core::{CoreClient, CoreIdToken, CoreTokenResponse};
+use openidconnect::{
+    AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, Nonce, OAuth2TokenResponse, PkceCodeVerifier, RefreshToken, TokenResponse,
+};
+use serde_json::{Map, Value};
+
+pub type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointMaybeSet>;
+
+/// How far a provider's clock may be ahead of ours.
+const CLOCK_SKEW_SECS: i64 = 60;
+/// An ID token at the callback was issued moments ago; an old one is a replay.
+const MAX_ID_TOKEN_AGE_SECS: i64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("the token endpoint refused: {0}")]
+    Refused(String),
+    #[error("the token endpoint could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the token response has no ID token")]
+    NoIdToken,
+    #[error("the ID token is invalid: {0}")]
+    InvalidIdToken(String),
+    #[error("the token is signed with a key the provider does not publish")]
+    UnknownKey,
+    #[error("the bearer token is invalid: {0}")]
+    InvalidBearer(String),
+    #[error("the token has no usable `{0}` claim")]
+    MissingClaim(String),
+}
+
+/// The identity a verified token speaks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub sub: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub email: Option<String>,
+    pub sid: Option<String>,
+}
+
+/// Tokens from one token-endpoint answer, with the verified identity of its ID token.
+pub struct Tokens {
+    pub identity: Option<Identity>,
+    pub id_token: Option<String>,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<u64>,
+}
+
+pub fn client(settings: &OidcSettings, state: &ProviderState) -> Result<Client, TokenError> {
+    let token_url = state
+        .metadata
+        .token_endpoint()
+        .cloned()
+        .ok_or_else(|| TokenError::Provider(ProviderError::Invalid("no token_endpoint".into())))?;
+    let secret = match &settings.client_auth {
+        ClientAuth::SecretBasic(s) | ClientAuth::SecretPost(s) => Some(ClientSecret::new(s.expose().to_string())),
+        ClientAuth::PrivateKeyJwt { .. } => None,
+    };
+    let auth_type = match settings.client_auth {
+        ClientAuth::SecretBasic(_) => AuthType::BasicAuth,
+        _ => AuthType::RequestBody,
+    };
+    let redirect = openidconnect::RedirectUrl::new(settings.callback_url())
+        .map_err(|e| TokenError::Refused(format!("callback URL: {e}")))?;
+    Ok(CoreClient::from_provider_metadata(state.metadata.clone(), ClientId::new(settings.client_id.clone()), secret)
+        .set_token_uri(token_url)
+        .set_auth_type(auth_type)
+        .set_redirect_uri(redirect))
+}
+
+/// RFC 7523 §2.2 client assertion for `private_key_jwt`.
+fn client_assertion(settings: &OidcSettings, token_url: &str) -> Result<Option<String>, TokenError> {
+    let ClientAuth::PrivateKeyJwt { key_pem, key_id } = &settings.client_auth else { return Ok(None) };
+    let pem = key_pem.expose().as_bytes();
+    let (key, alg) = match jsonwebtoken::EncodingKey::from_rsa_pem(pem) {
+        Ok(k) => (k, jsonwebtoken::Algorithm::RS256),
+        Err(_) => (
+            jsonwebtoken::EncodingKey::from_ec_pem(pem).map_err(|e| TokenError::Refused(format!("client key: {e}")))?,
+            jsonwebtoken::Algorithm::ES256,
+        ),
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = key_id.clone();
+    let now = crate::session::now_secs();
+    let claims = serde_json::json!({
+        "iss": settings.client_id, "sub": settings.client_id, "aud": token_url,
+        "jti": format!("{:032x}", rand::random::<u128>()), "iat": now, "exp": now + 60,
+    });
+    jsonwebtoken::encode(&header, &claims, &key)
+        .map(Some)
+        .map_err(|e| TokenError::Refused(format!("signing the client assertion: {e}")))
+}
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+pub async fn exchange_code(provider: &Provider, code: &str, verifier: &str, nonce: &str) -> Result<Tokens, TokenError> {
+    let state = provider.state()?;
+    let client = client(&provider.settings, &state)?;
+    let assertion = client_assertion(&provider.settings, client.token_uri().as_str())?;
+    let mut request = client
+        .exchange_code(AuthorizationCode::new(code.to_string()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
+    if let Some(a) = &assertion {
+        request = request.add_extra_param("client_assertion_type", ASSERTION_TYPE).add_extra_param("client_assertion", a.clone());
+    }
+    let response = request.request_async(&provider.http).await.map_err(token_request_error)?;
+    finish(provider, &state, &client, response, Some(nonce), None).await
+}
+
+/// Refresh-token grant. `previous` is the identity of the session: a refreshed ID token must
+/// speak for the same subject (OpenID Connect Core §12.2).
+pub async fn refresh(provider: &Provider, refresh_token: &str, previous: &Identity) -> Result<Tokens, TokenError> {
+    let state = provider.state()?;
+    let client = client(&provider.settings, &state)?;
+    let assertion = client_assertion(&provider.settings, client.token_uri().as_str())?;
+    let token = RefreshToken::new(refresh_token.to_string());
+    let mut request = client.exchange_refresh_token(&token);
+    if let Some(a) = &assertion {
+        request = request.add_extra_param("client_assertion_type", ASSERTION_TYPE).add_extra_param("client_assertion", a.clone());
+    }
+    let response = request.request_async(&provider.http).await.map_err(token_request_error)?;
+    finish(provider, &state, &client, response, None, Some(previous)).await
+}
+
+async fn finish(
+    provider: &Provider,
+    state: &ProviderState,
+    client: &Client,
+    response: CoreTokenResponse,
+    nonce: Option<&str>,
+    previous: Option<&Identity>,
+) -> Result<Tokens, TokenError> {
+    let id_token = response.id_token().cloned();
+    let identity = match (&id_token, nonce) {
+        (None, Some(_)) => return Err(TokenError::NoIdToken),
+        (None, None) => None,
+        (Some(t), _) => Some(verify_id_token(provider, state, client, t, nonce).await?),
+    };
+    if let (Some(new), Some(old)) = (&identity, previous) {
+        if new.sub != old.sub {
+            return Err(TokenError::InvalidIdToken("the refreshed ID token names another subject".into()));
+        }
+    }
+    Ok(Tokens {
+        identity,
+        id_token: id_token.map(|t| t.to_string()),
+        access_token: response.access_token().secret().clone(),
+        refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+        expires_in: response.expires_in().map(|d| d.as_secs()),
+    })
+}
+
+/// Signature (JWKS, re-fetched once on an unknown key), `iss`, `aud`, `azp`, `exp`, `iat`
+/// and, at login, `nonce`.
+async fn verify_id_token(
+    provider: &Provider,
+    state: &ProviderState,
+    client: &Client,
+    token: &CoreIdToken,
+    nonce: Option<&str>,
+) -> Result<Identity, TokenError> {
+    let check = |client: &Client| -> Result<(), String> {
+        let now = chrono::Utc::now();
+        let verifier = client.id_token_verifier().set_issue_time_verifier_fn(move |iat| {
+            let age = (now - iat).num_seconds();
+            if age < -CLOCK_SKEW_SECS {
+                Err("issued in the future".to_string())
+            } else if nonce.is_some() && age > MAX_ID_TOKEN_AGE_SECS {
+                Err("issued too long ago".to_string())
+            } else {
+                Ok(())
+            }
+        });
+        let result = match nonce {
+            Some(n) => token.claims(&verifier, &Nonce::new(n.to_string())).map(|_| ()),
+            None => token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map(|_| ()),
+        };
+        result.map_err(|e| e.to_string())
+    };
+    if let Err(first) = check(client) {
+        let unknown_key = first.contains("No matching key") || first.contains("no matching key");
+        if !(unknown_key && provider.refresh_keys().await) {
+            return Err(TokenError::InvalidIdToken(first));
+        }
+        let fresh = provider.state()?;
+        let fresh_client = self::client(&provider.settings, &fresh)?;
+        check(&fresh_client).map_err(TokenError::InvalidIdToken)?;
+    }
+    let _ = state;
+    identity_from_claims(&provider.settings, &payload(&token.to_string())?)
+}
+
+/// The claims of a JWT whose signature was already verified.
+fn payload(jwt: &str) -> Result<Map<String, Value>, TokenError> {
+    let middle = jwt.split('.').nth(1).ok_or_else(|| TokenError::InvalidIdToken("not a JWT".into()))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(middle.trim_end_matches('='))
+        .map_err(|_| TokenError::InvalidIdToken("payload is not base64url".into()))?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::InvalidIdToken("payload is not a JSON object".into()))
+}
+
+/// Header values must not be able to smuggle a second header or split a list.
+fn header_safe(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && s.chars().all(|c| !c.is_control() && c != ',')
+}
+
+pub fn identity_from_claims(settings: &OidcSettings, claims: &Map<String, Value>) -> Result<Identity, TokenError> {
+    let string = |name: &str| match claims.get(name) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let sub = string("sub").ok_or_else(|| TokenError::MissingClaim("sub".into()))?;
+    let user = string(&settings.claims.user)
+        .filter(|u| header_safe(u))
+        .ok_or_else(|| TokenError::MissingClaim(settings.claims.user.clone()))?;
+    let groups = match claims.get(&settings.claims.groups) {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter(|g| header_safe(g)).map(str::to_string).collect(),
+        Some(Value::String(s)) if header_safe(s) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    let email = string(&settings.claims.email).filter(|e| header_safe(e));
+    Ok(Identity { sub, user, groups, email, sid: string("sid") })
+}
+
+/// Verifies `Authorization: Bearer <JWT>` for `auth: api` routes: a signature from the
+/// provider's keys, our issuer, one of our audiences, not expired. ID tokens are refused:
+/// they prove a login to us, they do not authorize API calls.
+pub async fn verify_bearer(provider: &Provider, token: &str) -> Result<Identity, TokenError> {
+    match verify_bearer_with(provider, &*provider.state()?, token) {
+        Err(TokenError::UnknownKey) if provider.refresh_keys().await => verify_bearer_with(provider, &*provider.state()?, token),
+        other => other,
+    }
+}
+
+fn verify_bearer_with(provider: &Provider, state: &ProviderState, token: &str) -> Result<Identity, TokenError> {
+    use jsonwebtoken::Algorithm::*;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::InvalidBearer(e.to_string()))?;
+    // Asymmetric algorithms only: accepting HS* would let anyone sign with the public key.
+    if !matches!(header.alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384 | EdDSA) {
+        return Err(TokenError::InvalidBearer(format!("algorithm {:?} is not accepted", header.alg)));
+    }
+    let keys: Vec<&jsonwebtoken::DecodingKey> = match &header.kid {
+        Some(kid) => state.bearer_keys.get(kid).into_iter().collect(),
+        None => state.anonymous_keys.iter().collect(),
+    };
+    if keys.is_empty() {
+        return Err(TokenError::UnknownKey);
+    }
+    let settings = &provider.settings;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[settings.issuer.as_str(), &format!("{}/", settings.issuer)]);
+    validation.set_audience(&settings.api_audiences);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = CLOCK_SKEW_SECS as u64;
+    let mut last = String::from("no key matched");
+    for key in keys {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
+            Ok(data) => {
+                let claims = data.claims;
+                if claims.contains_key("nonce") || claims.contains_key("at_hash") || claims.get("typ").and_then(Value::as_str) == Some("ID") {
+                    return Err(TokenError::InvalidBearer("an ID token is not an access token".into()));
+                }
+                return identity_from_claims(settings, &claims);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(TokenError::InvalidBearer(last))
+}
+
+fn token_request_error<E: std::error::Error + 'static, T: openidconnect::ErrorResponse + 'static>(
+    e: openidconnect::RequestTokenError<E, T>,
+) -> TokenError {
+    match e {
+        openidconnect::RequestTokenError::ServerResponse(r) => TokenError::Refused(r.to_string()),
+        openidconnect::RequestTokenError::Request(r) => TokenError::Unreachable(r.to_string()),
+        other => TokenError::Refused(other.to_string()),
+    }
+}

@@ -1,0 +1,718 @@
+//! Authenticated encryption of session data and login-state cookies.
+//!
+//! Anything the proxy hands to a browser or writes to a session store is
+//! sealed with XChaCha20-Poly1305, so a client can neither read it (tokens,
+//! PKCE verifiers) nor alter or forge it (whose session it is, where to go
+//! after login). A key ring supports rotation: the first key seals, every key
+//! opens.
+//!
+//! It must not: print, log or put key material in an error; build its own
+//! primitives; hand back anything from a value that failed authentication; or
+//! interpret the plaintext (serialisation and expiry belong to the caller).
+
+use std::fmt;
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+/// Format version, the first byte of every sealed value, so the format can
+/// change later without old values being misread.
+const VERSION: u8 = 1;
+const KEY_LEN: usize = 32;
+const KEY_ID_LEN: usize = 4;
+/// Version and key id. Authenticated along with the caller's AAD, so neither
+/// can be altered without detection.
+const HEADER_LEN: usize = 1 + KEY_ID_LEN;
+/// XChaCha20's 192-bit nonce is long enough to pick at random for every
+/// message with no realistic chance of reuse (reuse would leak the XOR of two
+/// plaintexts and the Poly1305 key).
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const MIN_SEALED_LEN: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+/// Longest string [`KeyRing::open_str`] will decode. Cookies are capped near
+/// 4 KiB and store entries are small; refusing early keeps a hostile client
+/// from making us decode and authenticate megabytes.
+const MAX_ENCODED_LEN: usize = 16 * 1024;
+
+const KEY_FORMAT: &str = "expected 32 random bytes written as base64 (standard or URL-safe \
+                          alphabet, padding optional) or as 64 hex digits, e.g. the output of \
+                          `openssl rand -base64 32`";
+
+/// Base64 decoders for key text: operators paste keys from many tools, so
+/// either alphabet is accepted, padded or not.
+const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const URL_SAFE_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// A configured key is unusable. Messages say what a valid key looks like and
+/// which one (by position, counting from 0) is wrong, never its text: error
+/// messages end up in logs.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no session keys configured; {KEY_FORMAT}")]
+    NoKeys,
+    #[error("session key [{index}] is neither base64 nor hex; {KEY_FORMAT}")]
+    Encoding { index: usize },
+    #[error("session key [{index}] is {len} bytes long; {KEY_FORMAT}")]
+    Length { index: usize, len: usize },
+    #[error("session key [{index}] repeats a single byte value (such as all zeros), so it is a placeholder, not a secret; {KEY_FORMAT}")]
+    Placeholder { index: usize },
+    #[error(
+        "session key [{index}] is the same key as session key [{first}]; each key must be distinct"
+    )]
+    Duplicate { index: usize, first: usize },
+    #[error("session keys [{first}] and [{index}] share a key id; replace one with a newly generated key")]
+    KeyIdCollision { index: usize, first: usize },
+}
+
+/// A sealed value could not be opened. Callers treat every variant as "no
+/// session"; the distinction is for logs and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("sealed value is malformed (bad encoding, too short, too long or unknown version)")]
+    Malformed,
+    #[error("sealed value names a key that is not in the key ring (rotated out?)")]
+    UnknownKey,
+    /// Authentication failed: tampered with, forged, or sealed for another
+    /// context (AAD).
+    #[error("sealed value failed authentication")]
+    Forged,
+}
+
+/// One key, ready to use. The cipher wipes its copy of the key on drop; the
+/// id is public information.
+struct RingKey {
+    id: [u8; KEY_ID_LEN],
+    cipher: XChaCha20Poly1305,
+}
+
+impl RingKey {
+    fn new(key: &[u8; KEY_LEN]) -> RingKey {
+        RingKey {
+            id: key_id(key),
+            cipher: XChaCha20Poly1305::new(key.into()),
+        }
+    }
+}
+
+/// First 4 bytes of SHA-256(key): picks the key to open with, without
+/// revealing anything useful about the key itself.
+fn key_id(key: &[u8; KEY_LEN]) -> [u8; KEY_ID_LEN] {
+    let digest = Sha256::digest(key);
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&digest[..KEY_ID_LEN]);
+    id
+}
+
+/// Keys from config: the first seals, all open (rotation: add the new key
+/// first, keep the old one until sessions sealed with it have expired).
+pub struct KeyRing {
+    sealing: RingKey,
+    opening_only: Vec<RingKey>,
+}
+
+impl fmt::Debug for KeyRing {
+    /// Key ids only, sealing key first: enough to tell rings apart in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<String> = self
+            .keys()
+            .map(|key| key.id.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        f.debug_struct("KeyRing").field("key_ids", &ids).finish()
+    }
+}
+
+impl KeyRing {
+    /// Each key: 32 random bytes written as base64 (standard or URL-safe
+    /// alphabet, padded or not) or as 64 hex digits; surrounding whitespace
+    /// (a trailing newline from a secret file) is ignored. Rejects an empty
+    /// list, wrong lengths, duplicate keys, and placeholder keys that repeat
+    /// one byte (all zeros and the like).
+    pub fn from_encoded(keys: &[&str]) -> Result<KeyRing, KeyError> {
+        let mut ring: Vec<RingKey> = Vec::with_capacity(keys.len());
+        let mut seen: Vec<Zeroizing<[u8; KEY_LEN]>> = Vec::with_capacity(keys.len());
+        for (index, text) in keys.iter().enumerate() {
+            let key = decode_key(text, index)?;
+            // A key like 00…00 or ff…ff was typed, not generated: every value
+            // sealed with it is readable and forgeable by anyone.
+            if key.iter().all(|&b| b == key[0]) {
+                return Err(KeyError::Placeholder { index });
+            }
+            if let Some(first) = seen.iter().position(|k| **k == *key) {
+                return Err(KeyError::Duplicate { index, first });
+            }
+            let ring_key = RingKey::new(&key);
+            // Values name their key by id; two keys with one id would make
+            // opening ambiguous.
+            if let Some(first) = ring.iter().position(|k| k.id == ring_key.id) {
+                return Err(KeyError::KeyIdCollision { index, first });
+            }
+            seen.push(key);
+            ring.push(ring_key);
+        }
+        let mut ring = ring.into_iter();
+        let sealing = ring.next().ok_or(KeyError::NoKeys)?;
+        Ok(KeyRing {
+            sealing,
+            opening_only: ring.collect(),
+        })
+    }
+
+    /// A ring of one random key (embedded default, tests). Values sealed with
+    /// it die with the process.
+    pub fn generate() -> KeyRing {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        rand::rng().fill_bytes(key.as_mut_slice());
+        KeyRing {
+            sealing: RingKey::new(&key),
+            opening_only: Vec::new(),
+        }
+    }
+
+    /// sealed = version (1 byte, = 1) | key id (4 bytes: first 4 of
+    /// SHA-256(key)) | nonce (24) | ciphertext + tag. `aad` binds the
+    /// ciphertext to its context (e.g. the cookie name or store key) so one
+    /// sealed value cannot be replayed as another.
+    ///
+    /// The only failure XChaCha20-Poly1305 has is a plaintext over 256 GiB;
+    /// for that this returns an empty vector, which [`KeyRing::open`] rejects
+    /// as malformed, rather than panicking.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let key = &self.sealing;
+        let header = header(key.id);
+        let mut nonce = [0u8; NONCE_LEN];
+        // ThreadRng: a CSPRNG seeded from the OS and reseeded periodically.
+        rand::rng().fill_bytes(&mut nonce);
+
+        let mut sealed = Vec::with_capacity(MIN_SEALED_LEN + plaintext.len());
+        sealed.extend_from_slice(&header);
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(plaintext);
+        let body_start = HEADER_LEN + NONCE_LEN;
+        let Some(body) = sealed.get_mut(body_start..) else {
+            return Vec::new();
+        };
+        match key.cipher.encrypt_in_place_detached(
+            &XNonce::from(nonce),
+            &full_aad(&header, aad),
+            body,
+        ) {
+            Ok(tag) => {
+                sealed.extend_from_slice(&tag);
+                sealed
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Opens a value made by [`KeyRing::seal`] with the same `aad`.
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < MIN_SEALED_LEN {
+            return Err(OpenError::Malformed);
+        }
+        let (header, rest) = sealed
+            .split_first_chunk::<HEADER_LEN>()
+            .ok_or(OpenError::Malformed)?;
+        let (nonce, body) = rest
+            .split_first_chunk::<NONCE_LEN>()
+            .ok_or(OpenError::Malformed)?;
+        let (ciphertext, tag) = body
+            .split_last_chunk::<TAG_LEN>()
+            .ok_or(OpenError::Malformed)?;
+        let (&version, id) = header.split_first().ok_or(OpenError::Malformed)?;
+        if version != VERSION {
+            return Err(OpenError::Malformed);
+        }
+        let key = self
+            .keys()
+            .find(|key| key.id == id)
+            .ok_or(OpenError::UnknownKey)?;
+
+        let mut plaintext = ciphertext.to_vec();
+        // The tag is checked before anything is decrypted, and nothing is
+        // returned unless it verifies.
+        key.cipher
+            .decrypt_in_place_detached(
+                &XNonce::from(*nonce),
+                &full_aad(header, aad),
+                &mut plaintext,
+                &Tag::from(*tag),
+            )
+            .map_err(|_| OpenError::Forged)?;
+        Ok(plaintext)
+    }
+
+    /// [`KeyRing::seal`], as base64url without padding: safe in cookies and
+    /// URLs as is.
+    pub fn seal_to_string(&self, plaintext: &[u8], aad: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(self.seal(plaintext, aad))
+    }
+
+    /// Opens a value made by [`KeyRing::seal_to_string`]. Inputs over 16 KiB
+    /// are refused before decoding; anything but canonical unpadded base64url
+    /// is [`OpenError::Malformed`].
+    pub fn open_str(&self, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() > MAX_ENCODED_LEN {
+            return Err(OpenError::Malformed);
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| OpenError::Malformed)?;
+        self.open(&bytes, aad)
+    }
+
+    /// Sealing key first, then the keys kept for opening only.
+    fn keys(&self) -> impl Iterator<Item = &RingKey> {
+        std::iter::once(&self.sealing).chain(&self.opening_only)
+    }
+}
+
+fn header(id: [u8; KEY_ID_LEN]) -> [u8; HEADER_LEN] {
+    let [a, b, c, d] = id;
+    [VERSION, a, b, c, d]
+}
+
+/// What the AEAD authenticates besides the ciphertext: the header, so the
+/// version and key id cannot be swapped, then the caller's context. The
+/// header has a fixed length, so the concatenation is unambiguous.
+fn full_aad(header: &[u8; HEADER_LEN], aad: &[u8]) -> Vec<u8> {
+    let mut full = Vec::with_capacity(HEADER_LEN + aad.len());
+    full.extend_from_slice(header);
+    full.extend_from_slice(aad);
+    full
+}
+
+/// Decodes one configured key. Every buffer that holds key bytes is wiped
+/// when dropped.
+fn decode_key(text: &str, index: usize) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    let text = text.trim();
+    // Room for base64's rounded-up length estimate, which exceeds the input
+    // length for very short inputs.
+    let mut buf = Zeroizing::new(vec![0u8; text.len() + 3]);
+    // Only hex text has an even length and no characters outside 0-9a-f: a
+    // 32-byte base64 key is 43 characters, or 44 ending in `=`.
+    let len = if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        decode_hex(text.as_bytes(), &mut buf)
+    } else {
+        STANDARD_ANY_PAD
+            .decode_slice(text, &mut buf)
+            .or_else(|_| URL_SAFE_ANY_PAD.decode_slice(text, &mut buf))
+            .map_err(|_| KeyError::Encoding { index })?
+    };
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    match buf.get(..len) {
+        Some(bytes) if len == KEY_LEN => key.copy_from_slice(bytes),
+        _ => return Err(KeyError::Length { index, len }),
+    }
+    Ok(key)
+}
+
+/// Decodes hex digit pairs into `out` (at least half as long as `hex`);
+/// returns the number of bytes written. The caller has checked the digits.
+fn decode_hex(hex: &[u8], out: &mut [u8]) -> usize {
+    let mut written = 0;
+    for (pair, slot) in hex.chunks_exact(2).zip(out.iter_mut()) {
+        *slot = (hex_digit(pair[0]) << 4) | hex_digit(pair[1]);
+        written += 1;
+    }
+    written
+}
+
+fn hex_digit(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        b'A'..=b'F' => digit - b'A' + 10,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
+    use rand::Rng as _;
+
+    const AAD: &[u8] = b"portcullis_session";
+
+    /// A fixed key with bytes that differ between the base64 alphabets.
+    fn key_bytes(seed: u8) -> [u8; KEY_LEN] {
+        let mut key = [0u8; KEY_LEN];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = seed
+                .wrapping_mul(31)
+                .wrapping_add((i as u8).wrapping_mul(0x3f))
+                ^ 0xfb;
+        }
+        key
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn ring(seeds: &[u8]) -> KeyRing {
+        let texts: Vec<String> = seeds
+            .iter()
+            .map(|&s| URL_SAFE_NO_PAD.encode(key_bytes(s)))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        KeyRing::from_encoded(&refs).unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let ring = KeyRing::generate();
+        for plaintext in [&b""[..], b"x", b"{\"sub\":\"alice\"}", &[0u8; 5000]] {
+            let sealed = ring.seal(plaintext, AAD);
+            assert_eq!(sealed.len(), MIN_SEALED_LEN + plaintext.len());
+            assert_eq!(ring.open(&sealed, AAD).unwrap(), plaintext);
+            let text = ring.seal_to_string(plaintext, AAD);
+            assert_eq!(ring.open_str(&text, AAD).unwrap(), plaintext);
+        }
+    }
+
+    #[test]
+    fn layout_and_fresh_nonces() {
+        let ring = ring(&[1]);
+        let a = ring.seal(b"same", AAD);
+        let b = ring.seal(b"same", AAD);
+        assert_eq!(a[0], VERSION);
+        assert_eq!(a[1..5], key_id(&key_bytes(1)));
+        assert_ne!(a[5..29], b[5..29], "nonce reused");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn seal_to_string_is_unpadded_base64url() {
+        let ring = KeyRing::generate();
+        for len in 0..40 {
+            let text = ring.seal_to_string(&vec![0xfb; len], AAD);
+            assert!(text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
+    }
+
+    #[test]
+    fn wrong_aad_is_forged() {
+        let ring = KeyRing::generate();
+        let sealed = ring.seal(b"state", b"portcullis_login");
+        for aad in [
+            &b""[..],
+            b"portcullis_session",
+            b"portcullis_login\0",
+            b"portcullis_logi",
+        ] {
+            assert!(
+                matches!(ring.open(&sealed, aad), Err(OpenError::Forged)),
+                "{aad:?}"
+            );
+        }
+        let sealed = ring.seal(b"state", b"");
+        assert!(matches!(ring.open(&sealed, b"x"), Err(OpenError::Forged)));
+    }
+
+    #[test]
+    fn every_flipped_bit_is_rejected() {
+        let ring = ring(&[1]);
+        let sealed = ring.seal(b"hello", AAD);
+        for position in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut tampered = sealed.clone();
+                tampered[position] ^= 1 << bit;
+                let result = ring.open(&tampered, AAD);
+                // Version byte: unknown format. Key id: no such key in the
+                // ring. Anything after: the tag does not verify.
+                let expected = match position {
+                    0 => matches!(result, Err(OpenError::Malformed)),
+                    1..=4 => matches!(result, Err(OpenError::UnknownKey)),
+                    _ => matches!(result, Err(OpenError::Forged)),
+                };
+                assert!(expected, "byte {position} bit {bit}: {result:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn value_routed_to_another_key_is_forged() {
+        // Another ring member's id swapped in: the value is routed to that
+        // key and must fail, not decrypt to garbage.
+        let ring = ring(&[1, 2]);
+        let mut sealed = ring.seal(b"hello", AAD);
+        sealed[1..5].copy_from_slice(&key_id(&key_bytes(2)));
+        assert!(matches!(ring.open(&sealed, AAD), Err(OpenError::Forged)));
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        let ring = KeyRing::generate();
+        let sealed = ring.seal(b"a short session", AAD);
+        for len in 0..sealed.len() {
+            let result = ring.open(&sealed[..len], AAD);
+            assert!(result.is_err(), "length {len} opened");
+            if len < MIN_SEALED_LEN {
+                assert!(matches!(result, Err(OpenError::Malformed)));
+            }
+        }
+        let text = ring.seal_to_string(b"a short session", AAD);
+        for len in 0..text.len() {
+            assert!(
+                ring.open_str(&text[..len], AAD).is_err(),
+                "length {len} opened"
+            );
+        }
+        // Extending is no better than truncating.
+        let mut longer = sealed.clone();
+        longer.push(0);
+        assert!(ring.open(&longer, AAD).is_err());
+    }
+
+    #[test]
+    fn rotation() {
+        let old = ring(&[1]);
+        let sealed_old = old.seal(b"old session", AAD);
+
+        let rotated = ring(&[2, 1]);
+        assert_eq!(rotated.open(&sealed_old, AAD).unwrap(), b"old session");
+        let sealed_new = rotated.seal(b"new session", AAD);
+        assert_eq!(sealed_new[1..5], key_id(&key_bytes(2)), "new key must seal");
+        assert_eq!(rotated.open(&sealed_new, AAD).unwrap(), b"new session");
+        // The old ring cannot open what the new key sealed.
+        assert!(matches!(
+            old.open(&sealed_new, AAD),
+            Err(OpenError::UnknownKey)
+        ));
+
+        let retired = ring(&[2]);
+        assert!(matches!(
+            retired.open(&sealed_old, AAD),
+            Err(OpenError::UnknownKey)
+        ));
+        assert_eq!(retired.open(&sealed_new, AAD).unwrap(), b"new session");
+    }
+
+    #[test]
+    fn keys_in_any_supported_encoding() {
+        let key = key_bytes(7);
+        let expected = key_id(&key);
+        let encodings = [
+            STANDARD.encode(key),
+            STANDARD_NO_PAD.encode(key),
+            URL_SAFE.encode(key),
+            URL_SAFE_NO_PAD.encode(key),
+            hex(&key),
+            hex(&key).to_uppercase(),
+            format!("  {}\n", STANDARD.encode(key)),
+        ];
+        // The fixture must actually exercise both alphabets.
+        assert!(encodings[0].contains(['+', '/']) && encodings[2].contains(['-', '_']));
+        for text in &encodings {
+            let ring = KeyRing::from_encoded(&[text]).unwrap();
+            assert_eq!(ring.sealing.id, expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_keys() {
+        let short = [0x5au8, 0xa5].repeat(16)[..31].to_vec();
+        let long = [0x5au8, 0xa5].repeat(17)[..33].to_vec();
+        type IsExpected = fn(&KeyError) -> bool;
+        let cases: Vec<(String, IsExpected)> = vec![
+            (STANDARD.encode(&short), |e| {
+                matches!(e, KeyError::Length { len: 31, .. })
+            }),
+            (STANDARD.encode(&long), |e| {
+                matches!(e, KeyError::Length { len: 33, .. })
+            }),
+            (URL_SAFE_NO_PAD.encode(&short), |e| {
+                matches!(e, KeyError::Length { len: 31, .. })
+            }),
+            (hex(&short), |e| {
+                matches!(e, KeyError::Length { len: 31, .. })
+            }),
+            (hex(&long), |e| {
+                matches!(e, KeyError::Length { len: 33, .. })
+            }),
+            (String::new(), |e| {
+                matches!(e, KeyError::Length { len: 0, .. })
+            }),
+            ("not a key at all!".into(), |e| {
+                matches!(e, KeyError::Encoding { .. })
+            }),
+            ("a".into(), |e| matches!(e, KeyError::Encoding { .. })),
+            ("YQ".into(), |e| {
+                matches!(e, KeyError::Length { len: 1, .. })
+            }),
+            ("YWJjZA".into(), |e| {
+                matches!(e, KeyError::Length { len: 4, .. })
+            }),
+            ("changeme".repeat(6), |e| {
+                matches!(e, KeyError::Length { .. })
+            }),
+            // Mixed alphabets are neither standard nor URL-safe base64.
+            (
+                format!("+-{}", &URL_SAFE_NO_PAD.encode(key_bytes(3))[2..]),
+                |e| matches!(e, KeyError::Encoding { .. }),
+            ),
+            ("g".repeat(64), |e| {
+                matches!(e, KeyError::Length { len: 48, .. })
+            }),
+            (STANDARD.encode([0u8; 32]), |e| {
+                matches!(e, KeyError::Placeholder { .. })
+            }),
+            ("0".repeat(64), |e| {
+                matches!(e, KeyError::Placeholder { .. })
+            }),
+            ("f".repeat(64), |e| {
+                matches!(e, KeyError::Placeholder { .. })
+            }),
+        ];
+        for (text, is_expected) in &cases {
+            let Err(error) = KeyRing::from_encoded(&[text]) else {
+                panic!("accepted {text:?}");
+            };
+            assert!(is_expected(&error), "{text:?}: {error:?}");
+            let message = error.to_string();
+            assert!(message.contains("session key"), "{message}");
+            if text.len() >= 8 {
+                assert!(
+                    !message.contains(text.trim()),
+                    "message leaks key: {message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_empty_duplicate_and_reports_position() {
+        assert!(matches!(KeyRing::from_encoded(&[]), Err(KeyError::NoKeys)));
+        let message = KeyError::NoKeys.to_string();
+        assert!(message.contains("32 random bytes"), "{message}");
+
+        let key = key_bytes(9);
+        let b64 = STANDARD.encode(key);
+        let as_hex = hex(&key);
+        let other = URL_SAFE_NO_PAD.encode(key_bytes(10));
+        // The same key in another encoding is still a duplicate.
+        let result = KeyRing::from_encoded(&[&b64, &other, &as_hex]);
+        assert!(
+            matches!(result, Err(KeyError::Duplicate { index: 2, first: 0 })),
+            "{result:?}"
+        );
+
+        let bad = KeyRing::from_encoded(&[&b64, "not base64!"]);
+        assert!(
+            matches!(bad, Err(KeyError::Encoding { index: 1 })),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn debug_shows_key_ids_only() {
+        let keys = [key_bytes(4), key_bytes(5)];
+        let texts: Vec<String> = keys.iter().map(|k| STANDARD.encode(k)).collect();
+        let ring = KeyRing::from_encoded(&[&texts[0], &texts[1]]).unwrap();
+        let debug = format!("{ring:?} {ring:#?}");
+        assert!(debug.contains(&hex(&key_id(&keys[0]))), "{debug}");
+        assert!(debug.contains(&hex(&key_id(&keys[1]))), "{debug}");
+        for key in &keys {
+            for encoded in [
+                hex(key),
+                STANDARD_NO_PAD.encode(key),
+                URL_SAFE_NO_PAD.encode(key),
+                format!("{key:?}"),
+            ] {
+                // Not even a recognisable fragment of the key.
+                for window in encoded.as_bytes().windows(12) {
+                    let fragment = std::str::from_utf8(window).unwrap_or_default();
+                    assert!(!debug.contains(fragment), "{debug} contains {fragment}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn open_str_limits_and_strictness() {
+        let ring = KeyRing::generate();
+        // Just under the limit opens; a value over it is refused unread,
+        // though `open` would accept the same bytes.
+        let fits = ring.seal_to_string(&[7u8; 12_000], AAD);
+        assert!(fits.len() <= MAX_ENCODED_LEN);
+        assert!(ring.open_str(&fits, AAD).is_ok());
+        let big = ring.seal(&[7u8; 13_000], AAD);
+        assert!(ring.open(&big, AAD).is_ok());
+        let big = URL_SAFE_NO_PAD.encode(&big);
+        assert!(big.len() > MAX_ENCODED_LEN);
+        assert!(matches!(
+            ring.open_str(&big, AAD),
+            Err(OpenError::Malformed)
+        ));
+
+        // Padded or standard-alphabet renderings are not what we issue.
+        let sealed = ring.seal(b"x", AAD);
+        for other in [URL_SAFE.encode(&sealed), STANDARD.encode(&sealed)] {
+            if other != URL_SAFE_NO_PAD.encode(&sealed) {
+                assert!(matches!(
+                    ring.open_str(&other, AAD),
+                    Err(OpenError::Malformed)
+                ));
+            }
+        }
+        let text = ring.seal_to_string(b"x", AAD);
+        for junk in [format!(" {text}"), format!("{text}\n"), format!("{text}.")] {
+            assert!(matches!(
+                ring.open_str(&junk, AAD),
+                Err(OpenError::Malformed)
+            ));
+        }
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let ring = ring(&[1]);
+        let id = key_id(&key_bytes(1));
+        let mut rng = rand::rng();
+        const ALPHABET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. %";
+        for round in 0..1000 {
+            let len = rng.random_range(0..200);
+            let text: String = match round % 4 {
+                // Arbitrary Unicode.
+                0 => (0..len).map(|_| rng.random::<char>()).collect(),
+                // Base64-ish characters.
+                1 => (0..len)
+                    .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+                    .collect(),
+                // Well-formed base64url of random bytes.
+                2 => {
+                    let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                    URL_SAFE_NO_PAD.encode(bytes)
+                }
+                // A valid header, then random bytes: reaches the AEAD.
+                _ => {
+                    let mut bytes = header(id).to_vec();
+                    bytes.extend((0..len).map(|_| rng.random::<u8>()));
+                    URL_SAFE_NO_PAD.encode(bytes)
+                }
+            };
+            let result = ring.open_str(&text, AAD);
+            assert!(result.is_err(), "garbage opened: {text:?}");
+            if round % 4 == 3 && len >= NONCE_LEN + TAG_LEN {
+                assert!(matches!(result, Err(OpenError::Forged)), "{result:?}");
+            }
+        }
+    }
+}

@@ -9,7 +9,9 @@ use pingora::http::RequestHeader;
 pub enum Verdict {
     Pass(Option<Authenticated>),
     /// A browser without a session: send it through login.
-    Login { location: String },
+    Login {
+        location: String,
+    },
     Deny(Failure),
 }
 
@@ -23,7 +25,9 @@ pub async fn check(
         return Verdict::Pass(None);
     }
     // Validation refuses `login`/`api` routes without `oidc`; fail closed all the same.
-    let Some(oidc) = oidc else { return Verdict::Deny(Failure::Internal) };
+    let Some(oidc) = oidc else {
+        return Verdict::Deny(Failure::Internal);
+    };
     match oidc.authenticate(req, route.auth).await {
         Err(AuthError::Store(e)) => {
             tracing::warn!(error = %e, "session store unavailable: refusing protected route");
@@ -33,7 +37,9 @@ pub async fn check(
         Ok(None) if route.auth == Auth::Login && is_navigation(req) => {
             let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
             let target = redirect::from_request_target(path_and_query);
-            Verdict::Login { location: format!("/oauth2/login?redirect={}", target.to_query_value()) }
+            Verdict::Login {
+                location: format!("/oauth2/login?redirect={}", target.to_query_value()),
+            }
         }
         Ok(None) => Verdict::Deny(Failure::Unauthorized),
         Ok(Some(auth)) => {
@@ -56,6 +62,8 @@ fn is_navigation(req: &RequestHeader) -> bool {
     }
     match req.headers.get("sec-fetch-mode") {
         Some(mode) => mode.as_bytes().eq_ignore_ascii_case(b"navigate"),
-        None => crate::pages::wants_html(req.headers.get(http::header::ACCEPT).map(|v| v.as_bytes())),
+        None => {
+            crate::pages::wants_html(req.headers.get(http::header::ACCEPT).map(|v| v.as_bytes()))
+        }
     }
 }

@@ -18,7 +18,11 @@ const ALWAYS_STRIPPED: [&str; 5] = [
 
 /// Removes identity headers a client sent: only the proxy may speak for a user.
 pub fn strip_client_identity(req: &mut RequestHeader, names: &IdentityHeaderNames) {
-    for name in ALWAYS_STRIPPED.iter().copied().chain([names.user.as_str(), names.groups.as_str(), names.email.as_str()]) {
+    for name in ALWAYS_STRIPPED.iter().copied().chain([
+        names.user.as_str(),
+        names.groups.as_str(),
+        names.email.as_str(),
+    ]) {
         req.remove_header(name);
     }
 }
@@ -43,19 +47,28 @@ pub fn inject_identity(
         req.insert_header(names.email.clone(), email.as_str())?;
     }
     if names.access_token {
-        req.insert_header(http::header::AUTHORIZATION, format!("Bearer {}", auth.access_token))?;
+        req.insert_header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", auth.access_token),
+        )?;
     }
     Ok(())
 }
 
 /// Whether `identity` may use a route with `allow`. `owner` is the desktop's owner, if the
 /// route is a desktops route.
-pub fn is_allowed(allow: &Allow, identity: &Identity, owner: Option<&str>, admin_groups: &[String]) -> bool {
+pub fn is_allowed(
+    allow: &Allow,
+    identity: &Identity,
+    owner: Option<&str>,
+    admin_groups: &[String],
+) -> bool {
     match allow {
         Allow::Anyone => true,
         Allow::Groups(groups) => identity.groups.iter().any(|g| groups.contains(g)),
         Allow::Owner => {
-            owner.is_some_and(|o| o == identity.user) || identity.groups.iter().any(|g| admin_groups.contains(g))
+            owner.is_some_and(|o| o == identity.user)
+                || identity.groups.iter().any(|g| admin_groups.contains(g))
         }
     }
 }
@@ -78,24 +91,61 @@ mod tests {
     fn allow_rules() {
         let admins = vec!["admins".to_string()];
         assert!(is_allowed(&Allow::Anyone, &alice(&[]), None, &admins));
-        assert!(is_allowed(&Allow::Groups(vec!["staff".into()]), &alice(&["x", "staff"]), None, &admins));
-        assert!(!is_allowed(&Allow::Groups(vec!["staff".into()]), &alice(&["staffx"]), None, &admins));
-        assert!(is_allowed(&Allow::Owner, &alice(&[]), Some("alice"), &admins));
-        assert!(!is_allowed(&Allow::Owner, &alice(&[]), Some("bob"), &admins));
+        assert!(is_allowed(
+            &Allow::Groups(vec!["staff".into()]),
+            &alice(&["x", "staff"]),
+            None,
+            &admins
+        ));
+        assert!(!is_allowed(
+            &Allow::Groups(vec!["staff".into()]),
+            &alice(&["staffx"]),
+            None,
+            &admins
+        ));
+        assert!(is_allowed(
+            &Allow::Owner,
+            &alice(&[]),
+            Some("alice"),
+            &admins
+        ));
+        assert!(!is_allowed(
+            &Allow::Owner,
+            &alice(&[]),
+            Some("bob"),
+            &admins
+        ));
         assert!(!is_allowed(&Allow::Owner, &alice(&[]), None, &admins));
-        assert!(is_allowed(&Allow::Owner, &alice(&["admins"]), Some("bob"), &admins));
+        assert!(is_allowed(
+            &Allow::Owner,
+            &alice(&["admins"]),
+            Some("bob"),
+            &admins
+        ));
     }
 
     #[test]
     fn strips_spoofed_headers_and_injects_verified_ones() {
-        let names = IdentityHeaderNames { user: "x-user".into(), ..IdentityHeaderNames::default() };
+        let names = IdentityHeaderNames {
+            user: "x-user".into(),
+            ..IdentityHeaderNames::default()
+        };
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        for h in ["x-user", "x-remote-user", "X-Remote-Groups", "x-remote-email"] {
+        for h in [
+            "x-user",
+            "x-remote-user",
+            "X-Remote-Groups",
+            "x-remote-email",
+        ] {
             req.append_header(h, "mallory").unwrap();
         }
         strip_client_identity(&mut req, &names);
         assert!(req.headers.is_empty(), "{:?}", req.headers);
-        let auth = Authenticated { identity: alice(&["a", "b"]), access_token: "t".into(), session_key: None };
+        let auth = Authenticated {
+            identity: alice(&["a", "b"]),
+            access_token: "t".into(),
+            session_key: None,
+        };
         inject_identity(&mut req, &names, Some(&auth)).unwrap();
         assert_eq!(req.headers["x-user"], "alice");
         assert_eq!(req.headers["x-remote-groups"], "a,b");

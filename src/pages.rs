@@ -75,7 +75,9 @@ impl Failure {
             Failure::Unauthorized => "You need to log in to see this.",
             Failure::Forbidden => "You are logged in, but you are not allowed to see this.",
             Failure::LoginFailed(why) => why,
-            Failure::AuthUnavailable => "Login is temporarily unavailable. Please try again shortly.",
+            Failure::AuthUnavailable => {
+                "Login is temporarily unavailable. Please try again shortly."
+            }
             Failure::MethodNotAllowed => "This address does not accept that method.",
         }
     }
@@ -149,7 +151,8 @@ impl Reply {
     }
 
     pub fn json(status: u16, value: &serde_json::Value) -> Reply {
-        Reply::new(status, Bytes::from(format!("{value}\n"))).header("content-type", "application/json")
+        Reply::new(status, Bytes::from(format!("{value}\n")))
+            .header("content-type", "application/json")
     }
 
     pub fn empty(status: u16) -> Reply {
@@ -157,7 +160,11 @@ impl Reply {
     }
 
     fn new(status: u16, body: Bytes) -> Reply {
-        Reply { status, headers: Vec::new(), body }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
@@ -175,7 +182,9 @@ impl Reply {
         header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         header.insert_header(crate::request_id::HEADER, request_id)?;
         let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();
-        session.write_response_header(Box::new(header), head_only).await?;
+        session
+            .write_response_header(Box::new(header), head_only)
+            .await?;
         if !head_only {
             session.write_response_body(Some(self.body), true).await?;
         }
@@ -184,13 +193,32 @@ impl Reply {
 }
 
 /// Writes the failure page, HTML or JSON by the request's `Accept`.
-pub async fn respond(session: &mut Session, failure: Failure, request_id: &str) -> pingora::Result<()> {
-    let html = wants_html(session.req_header().headers.get(http::header::ACCEPT).map(|v| v.as_bytes()));
-    Reply::failure(failure, request_id, html).send(session, request_id).await
+pub async fn respond(
+    session: &mut Session,
+    failure: Failure,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let html = wants_html(
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT)
+            .map(|v| v.as_bytes()),
+    );
+    Reply::failure(failure, request_id, html)
+        .send(session, request_id)
+        .await
 }
 
-pub async fn redirect(session: &mut Session, status: u16, location: &str, request_id: &str) -> pingora::Result<()> {
-    Reply::redirect(status, location).send(session, request_id).await
+pub async fn redirect(
+    session: &mut Session,
+    status: u16,
+    location: &str,
+    request_id: &str,
+) -> pingora::Result<()> {
+    Reply::redirect(status, location)
+        .send(session, request_id)
+        .await
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! the module owning the concern. No policy lives here.
 
 use crate::dispatch::{self, Decision, Target};
+use crate::forwarding::{self, Origin};
 use crate::gate::{self, Verdict};
 use crate::identity;
 use crate::oidc::{Authenticated, Oidc};
-use crate::forwarding::{self, Origin};
 use crate::pages::{self, Failure};
 use crate::request_id;
 use crate::router::RouteIndex;
@@ -82,20 +82,41 @@ impl ProxyHttp for Portcullis {
     ) -> pingora::Result<()> {
         ctx.request_id =
             request_id::from_client(session.get_header_bytes(request_id::HEADER).into());
+        // One snapshot for the whole request; identity headers go before anything reads them.
+        let runtime = self.runtime.load_full();
+        identity::strip_client_identity(session.req_header_mut(), &runtime.identity_headers);
+        ctx.runtime = Some(runtime);
         Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         let runtime = match &ctx.runtime {
             Some(r) => r.clone(),
-            None => self.runtime.load_full(),
+            None => {
+                let r = self.runtime.load_full();
+                ctx.runtime = Some(r.clone());
+                r
+            }
         };
         let decision = dispatch::decide(&runtime, session.req_header(), self.oidc.is_some());
         match decision {
             Decision::OwnEndpoint(path) => {
-                let Some(oidc) = &self.oidc else { return Ok(false) };
-                let html = pages::wants_html(session.get_header(http::header::ACCEPT).map(|v| v.as_bytes()));
-                let reply = crate::oidc::endpoints::answer(oidc, session.req_header(), &path, &ctx.request_id, html).await;
+                let Some(oidc) = &self.oidc else {
+                    return Ok(false);
+                };
+                let html = pages::wants_html(
+                    session
+                        .get_header(http::header::ACCEPT)
+                        .map(|v| v.as_bytes()),
+                );
+                let reply = crate::oidc::endpoints::answer(
+                    oidc,
+                    session.req_header(),
+                    &path,
+                    &ctx.request_id,
+                    html,
+                )
+                .await;
                 reply.send(session, &ctx.request_id).await?;
                 Ok(true)
             }
@@ -224,11 +245,18 @@ impl ProxyHttp for Portcullis {
         };
         forwarding::set_forwarding_headers(upstream_request, &origin)?;
         if let Some(runtime) = &ctx.runtime {
-            identity::inject_identity(upstream_request, &runtime.identity_headers, ctx.auth.as_ref())?;
+            identity::inject_identity(
+                upstream_request,
+                &runtime.identity_headers,
+                ctx.auth.as_ref(),
+            )?;
         }
         if let Some(oidc) = &self.oidc {
             // Our cookies are credentials for the proxy only; upstreams never see them.
-            let ours = |name: &str| name == oidc.cookie_name() || name.starts_with(crate::oidc::login::LOGIN_COOKIE_PREFIX);
+            let ours = |name: &str| {
+                name == oidc.cookie_name()
+                    || name.starts_with(crate::oidc::login::LOGIN_COOKIE_PREFIX)
+            };
             match crate::session::cookies::without(upstream_request, ours) {
                 Some(rest) => upstream_request.insert_header(http::header::COOKIE, rest)?,
                 None => {

@@ -48,7 +48,10 @@ pub fn run(config: Config, options: RunOptions) -> ! {
         HealthChecks { runtime },
     ));
     if let Some(oidc) = oidc {
-        server.add_service(background_service("identity provider", ProviderWatch { oidc }));
+        server.add_service(background_service(
+            "identity provider",
+            ProviderWatch { oidc },
+        ));
     }
     tracing::info!(
         config = %config.path.display(),

@@ -199,7 +199,10 @@ pub enum ClientAuth {
     SecretBasic(Secret),
     SecretPost(Secret),
     /// RFC 7523 client assertion signed with our own key.
-    PrivateKeyJwt { key_pem: Secret, key_id: Option<String> },
+    PrivateKeyJwt {
+        key_pem: Secret,
+        key_id: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

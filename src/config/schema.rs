@@ -168,7 +168,10 @@ impl<'de> Deserialize<'de> for OneOrMany {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
                 Ok(OneOrMany(vec![v.to_string()]))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
                 let mut out = Vec::new();
                 while let Some(v) = seq.next_element::<String>()? {
                     out.push(v);

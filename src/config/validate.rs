@@ -211,8 +211,7 @@ impl<'a> Validator<'a> {
                 write: self.duration(&r.timeouts.write, defaults.write),
                 idle: self.duration(&r.timeouts.idle, defaults.idle),
             };
-            let (auth, allow) =
-                self.route_policy(r, oidc, matches!(target, RouteTarget::Desktops));
+            let (auth, allow) = self.route_policy(r, oidc, matches!(target, RouteTarget::Desktops));
             out.push(RouteSpec {
                 auth,
                 allow,

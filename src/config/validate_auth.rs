@@ -8,7 +8,10 @@ use std::path::Path;
 
 impl Validator<'_> {
     pub fn oidc(&mut self, s: &OidcSection) -> Option<OidcSettings> {
-        let issuer = self.url(&s.issuer, "issuer")?.trim_end_matches('/').to_string();
+        let issuer = self
+            .url(&s.issuer, "issuer")?
+            .trim_end_matches('/')
+            .to_string();
         let public_url = self.url(&s.public_url, "public_url")?;
         let parsed = url::Url::parse(&public_url).ok()?;
         if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
@@ -19,17 +22,26 @@ impl Validator<'_> {
         let secret = match (&s.client_secret, &s.client_secret_file) {
             (Some(v), None) if !v.is_empty() => Some(Secret::new(v.to_string())),
             (Some(v), None) => {
-                self.report(v, "client_secret is empty (is the environment variable set to an empty value?)");
+                self.report(
+                    v,
+                    "client_secret is empty (is the environment variable set to an empty value?)",
+                );
                 None
             }
             (None, Some(f)) => self.read_secret_file(f),
             (Some(v), Some(_)) => {
-                self.report(v, "give either `client_secret` or `client_secret_file`, not both");
+                self.report(
+                    v,
+                    "give either `client_secret` or `client_secret_file`, not both",
+                );
                 None
             }
             (None, None) => None,
         };
-        let method = s.client_auth.as_ref().map_or("client_secret_basic", |m| m.as_str());
+        let method = s
+            .client_auth
+            .as_ref()
+            .map_or("client_secret_basic", |m| m.as_str());
         let client_auth = match method {
             "client_secret_basic" | "client_secret_post" => {
                 let Some(secret) = secret else {
@@ -52,10 +64,16 @@ impl Validator<'_> {
                 if jsonwebtoken::EncodingKey::from_rsa_pem(bytes).is_err()
                     && jsonwebtoken::EncodingKey::from_ec_pem(bytes).is_err()
                 {
-                    self.report(file, "client_key_file holds no RSA or EC (P-256) private key in PEM form");
+                    self.report(
+                        file,
+                        "client_key_file holds no RSA or EC (P-256) private key in PEM form",
+                    );
                     return None;
                 }
-                ClientAuth::PrivateKeyJwt { key_pem: pem, key_id: s.client_key_id.clone() }
+                ClientAuth::PrivateKeyJwt {
+                    key_pem: pem,
+                    key_id: s.client_key_id.clone(),
+                }
             }
             other => {
                 if let Some(m) = &s.client_auth {
@@ -86,7 +104,11 @@ impl Validator<'_> {
             scopes,
             public_url,
             claims: ClaimNames {
-                user: s.claims.user.clone().unwrap_or_else(|| "preferred_username".into()),
+                user: s
+                    .claims
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| "preferred_username".into()),
                 groups: s.claims.groups.clone().unwrap_or_else(|| "groups".into()),
                 email: s.claims.email.clone().unwrap_or_else(|| "email".into()),
             },
@@ -94,7 +116,10 @@ impl Validator<'_> {
             ui_locales: s.ui_locales.clone(),
             acr_values: s.acr_values.clone(),
             admin_groups: s.admin_groups.clone(),
-            api_audiences: s.api_audiences.clone().unwrap_or_else(|| vec![s.client_id.to_string()]),
+            api_audiences: s
+                .api_audiences
+                .clone()
+                .unwrap_or_else(|| vec![s.client_id.to_string()]),
             post_logout_redirect,
         })
     }
@@ -110,7 +135,10 @@ impl Validator<'_> {
             "https" => {}
             "http" if loopback => {}
             _ => {
-                self.report(text, format!("{what} must use https (plain http only on localhost)"));
+                self.report(
+                    text,
+                    format!("{what} must use https (plain http only on localhost)"),
+                );
                 return None;
             }
         }
@@ -122,7 +150,12 @@ impl Validator<'_> {
     }
 
     fn read_secret_file(&mut self, file: &Text) -> Option<Secret> {
-        let base = self.sources.0.first().and_then(|p| p.parent()).unwrap_or(Path::new("."));
+        let base = self
+            .sources
+            .0
+            .first()
+            .and_then(|p| p.parent())
+            .unwrap_or(Path::new("."));
         let path = base.join(file.as_str());
         match std::fs::read_to_string(&path) {
             Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim().to_string())),
@@ -137,7 +170,11 @@ impl Validator<'_> {
         }
     }
 
-    pub fn session(&mut self, s: Option<&SessionSection>, oidc: Option<&OidcSettings>) -> SessionSettings {
+    pub fn session(
+        &mut self,
+        s: Option<&SessionSection>,
+        oidc: Option<&OidcSettings>,
+    ) -> SessionSettings {
         let mut out = SessionSettings::default();
         if let Some(o) = oidc {
             // A browser drops a Secure cookie set over plain http, so only local development
@@ -148,7 +185,10 @@ impl Validator<'_> {
         if let Some(store) = &s.store {
             match store.as_str() {
                 "memory" => out.store = StoreKind::Memory,
-                other => self.report(store, format!("session store `{other}` is unknown; use `memory`")),
+                other => self.report(
+                    store,
+                    format!("session store `{other}` is unknown; use `memory`"),
+                ),
             }
         }
         let mut encoded: Vec<Secret> = Vec::new();
@@ -160,13 +200,23 @@ impl Validator<'_> {
         }
         if let Some(f) = &s.key_file {
             if let Some(secret) = self.read_secret_file(f) {
-                encoded.extend(secret.expose().lines().filter(|l| !l.trim().is_empty()).map(|l| Secret::new(l.trim().to_string())));
+                encoded.extend(
+                    secret
+                        .expose()
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| Secret::new(l.trim().to_string())),
+                );
             }
         }
         if !encoded.is_empty() {
             let refs: Vec<&str> = encoded.iter().map(Secret::expose).collect();
             if let Err(e) = crate::session::crypto::KeyRing::from_encoded(&refs) {
-                let at = s.key.as_ref().or(s.key_file.as_ref()).or(s.keys.as_ref().and_then(|k| k.first()));
+                let at = s
+                    .key
+                    .as_ref()
+                    .or(s.key_file.as_ref())
+                    .or(s.keys.as_ref().and_then(|k| k.first()));
                 if let Some(at) = at {
                     self.report(at, e.to_string());
                 }
@@ -174,7 +224,10 @@ impl Validator<'_> {
         }
         out.keys = encoded;
         if let Some(name) = &s.cookie_name {
-            let valid = !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
             if valid {
                 out.cookie_name = name.to_string();
             } else {
@@ -199,12 +252,30 @@ impl Validator<'_> {
             None => default,
             Some(t) => {
                 let lower = t.to_ascii_lowercase();
-                let reserved = ["host", "cookie", "authorization", "connection", "upgrade", "content-length", "transfer-encoding", "te", "trailer", "keep-alive", "proxy-authorization"];
+                let reserved = [
+                    "host",
+                    "cookie",
+                    "authorization",
+                    "connection",
+                    "upgrade",
+                    "content-length",
+                    "transfer-encoding",
+                    "te",
+                    "trailer",
+                    "keep-alive",
+                    "proxy-authorization",
+                ];
                 if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
                     self.report(t, format!("`{}` is not a valid header name", **t));
                     default
                 } else if reserved.contains(&lower.as_str()) {
-                    self.report(t, format!("`{}` cannot carry identity: it means something else in HTTP", **t));
+                    self.report(
+                        t,
+                        format!(
+                            "`{}` cannot carry identity: it means something else in HTTP",
+                            **t
+                        ),
+                    );
                     default
                 } else {
                     lower
@@ -228,10 +299,17 @@ impl Validator<'_> {
                 if !oidc {
                     self.report(a, format!("`auth: {kind}` needs an `oidc:` section"));
                 }
-                if kind == "login" { Auth::Login } else { Auth::Api }
+                if kind == "login" {
+                    Auth::Login
+                } else {
+                    Auth::Api
+                }
             }
             Some((a, other)) => {
-                self.report(a, format!("auth `{other}` is unknown; use `public`, `login` or `api`"));
+                self.report(
+                    a,
+                    format!("auth `{other}` is unknown; use `public`, `login` or `api`"),
+                );
                 Auth::Login
             }
         };
@@ -239,7 +317,10 @@ impl Validator<'_> {
             None => Allow::Anyone,
             Some(list) => {
                 if auth == Auth::Public {
-                    self.report(list, "`allow` needs a logged-in user: use `auth: login` or `auth: api`");
+                    self.report(
+                        list,
+                        "`allow` needs a logged-in user: use `auth: login` or `auth: api`",
+                    );
                 }
                 let groups = &list.0;
                 if groups.len() == 1 && groups[0] == "owner" {
@@ -248,7 +329,10 @@ impl Validator<'_> {
                     }
                     Allow::Owner
                 } else if groups.is_empty() || groups.iter().any(|g| g.is_empty() || g == "owner") {
-                    self.report(list, "`allow` is `owner` or a non-empty list of group names");
+                    self.report(
+                        list,
+                        "`allow` is `owner` or a non-empty list of group names",
+                    );
                     Allow::Anyone
                 } else {
                     Allow::Groups(groups.clone())

@@ -15,25 +15,49 @@ pub const PREFIX: &str = "/oauth2/";
 const LOGOUT_STATE_AAD: &[u8] = b"portcullis logout state";
 
 /// Answers a request under `/oauth2/`. `path` is the normalized path.
-pub async fn answer(oidc: &Oidc, req: &RequestHeader, path: &str, request_id: &str, html: bool) -> Reply {
+pub async fn answer(
+    oidc: &Oidc,
+    req: &RequestHeader,
+    path: &str,
+    request_id: &str,
+    html: bool,
+) -> Reply {
     let fail = |f: Failure| Reply::failure(f, request_id, html);
     let method = &req.method;
     let get = *method == http::Method::GET || *method == http::Method::HEAD;
     let query: Vec<(String, String)> = req
         .uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     match (path.strip_prefix(PREFIX).unwrap_or(""), get) {
         ("login", true) => login(oidc, param("redirect")).await.unwrap_or_else(fail),
         ("callback", true) => callback(oidc, req, &query).await.unwrap_or_else(fail),
-        ("logout", true) => logout(oidc, req, param("redirect")).await.unwrap_or_else(fail),
+        ("logout", true) => logout(oidc, req, param("redirect"))
+            .await
+            .unwrap_or_else(fail),
         ("logout/callback", true) => logout_callback(oidc, param("state")),
-        ("logout/frontchannel", true) => frontchannel_logout(oidc, param("sid"), param("iss")).await.unwrap_or_else(fail),
+        ("logout/frontchannel", true) => frontchannel_logout(oidc, param("sid"), param("iss"))
+            .await
+            .unwrap_or_else(fail),
         ("session", true) => session_info(oidc, req).await.unwrap_or_else(fail),
-        ("session/refresh", false) if *method == http::Method::POST => session_refresh(oidc, req).await.unwrap_or_else(fail),
-        ("login" | "callback" | "logout" | "logout/callback" | "logout/frontchannel" | "session", false)
+        ("session/refresh", false) if *method == http::Method::POST => {
+            session_refresh(oidc, req).await.unwrap_or_else(fail)
+        }
+        (
+            "login" | "callback" | "logout" | "logout/callback" | "logout/frontchannel" | "session",
+            false,
+        )
         | ("session/refresh", _) => fail(Failure::MethodNotAllowed),
         _ => fail(Failure::NoRoute),
     }
@@ -43,14 +67,19 @@ async fn login(oidc: &Oidc, redirect: Option<&str>) -> Result<Reply, Failure> {
     ensure_provider(oidc).await?;
     let redirect = SafeRedirect::parse_or_root(redirect);
     let secure = oidc.sessions.settings.secure_cookie;
-    let (url, cookie) = login::start(&oidc.provider, oidc.sessions.keys(), secure, &redirect).map_err(|e| {
-        tracing::warn!(error = %e, "could not start a login");
-        Failure::AuthUnavailable
-    })?;
+    let (url, cookie) = login::start(&oidc.provider, oidc.sessions.keys(), secure, &redirect)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not start a login");
+            Failure::AuthUnavailable
+        })?;
     Ok(Reply::redirect(302, &url).header("set-cookie", cookie))
 }
 
-async fn callback(oidc: &Oidc, req: &RequestHeader, query: &[(String, String)]) -> Result<Reply, Failure> {
+async fn callback(
+    oidc: &Oidc,
+    req: &RequestHeader,
+    query: &[(String, String)],
+) -> Result<Reply, Failure> {
     ensure_provider(oidc).await?;
     let completed = login::complete(&oidc.provider, oidc.sessions.keys(), query, |name| {
         cookies::find(req, name).map(str::to_string)
@@ -60,15 +89,27 @@ async fn callback(oidc: &Oidc, req: &RequestHeader, query: &[(String, String)]) 
         tracing::info!(error = %e, detail = ?e, "login callback refused");
         match e {
             CallbackError::Malformed => Failure::LoginFailed("The login response is malformed."),
-            CallbackError::UnknownAttempt => Failure::LoginFailed("The login expired or was started in another browser. Please start again."),
-            CallbackError::WrongIssuer => Failure::LoginFailed("The login response does not come from our identity provider."),
-            CallbackError::ProviderError(_) => Failure::LoginFailed("The identity provider did not complete the login."),
-            CallbackError::Token(TokenError::Provider(_) | TokenError::Unreachable(_)) => Failure::AuthUnavailable,
-            CallbackError::Token(_) => Failure::LoginFailed("The login could not be completed: the identity provider's answer was refused."),
+            CallbackError::UnknownAttempt => Failure::LoginFailed(
+                "The login expired or was started in another browser. Please start again.",
+            ),
+            CallbackError::WrongIssuer => {
+                Failure::LoginFailed("The login response does not come from our identity provider.")
+            }
+            CallbackError::ProviderError(_) => {
+                Failure::LoginFailed("The identity provider did not complete the login.")
+            }
+            CallbackError::Token(TokenError::Provider(_) | TokenError::Unreachable(_)) => {
+                Failure::AuthUnavailable
+            }
+            CallbackError::Token(_) => Failure::LoginFailed(
+                "The login could not be completed: the identity provider's answer was refused.",
+            ),
         }
     })?;
     let Some(identity) = completed.tokens.identity else {
-        return Err(Failure::LoginFailed("The identity provider sent no ID token."));
+        return Err(Failure::LoginFailed(
+            "The identity provider sent no ID token.",
+        ));
     };
     // A new login never continues an old session (session fixation).
     if let Some(old) = cookies::find(req, oidc.cookie_name()) {
@@ -107,10 +148,21 @@ async fn callback(oidc: &Oidc, req: &RequestHeader, query: &[(String, String)]) 
                 max_age: None,
             }),
         )
-        .header("set-cookie", cookies::clear_cookie(&completed.login_cookie, login::CALLBACK_PATH, settings.secure_cookie)))
+        .header(
+            "set-cookie",
+            cookies::clear_cookie(
+                &completed.login_cookie,
+                login::CALLBACK_PATH,
+                settings.secure_cookie,
+            ),
+        ))
 }
 
-async fn logout(oidc: &Oidc, req: &RequestHeader, redirect: Option<&str>) -> Result<Reply, Failure> {
+async fn logout(
+    oidc: &Oidc,
+    req: &RequestHeader,
+    redirect: Option<&str>,
+) -> Result<Reply, Failure> {
     let settings = &oidc.provider.settings;
     let redirect = redirect
         .and_then(SafeRedirect::parse)
@@ -121,13 +173,28 @@ async fn logout(oidc: &Oidc, req: &RequestHeader, redirect: Option<&str>) -> Res
             tracing::info!(user = %s.data.user, "logout");
             id_token_hint = Some(s.data.id_token.clone());
         }
-        oidc.sessions.delete(&crate::session::store_key(cookie)).await.map_err(|_| Failure::AuthUnavailable)?;
+        oidc.sessions
+            .delete(&crate::session::store_key(cookie))
+            .await
+            .map_err(|_| Failure::AuthUnavailable)?;
     }
-    let clear = cookies::clear_cookie(oidc.cookie_name(), "/", oidc.sessions.settings.secure_cookie);
-    let end_session = oidc.provider.state().ok().and_then(|s| s.metadata.additional_metadata().end_session_endpoint.clone());
+    let clear = cookies::clear_cookie(
+        oidc.cookie_name(),
+        "/",
+        oidc.sessions.settings.secure_cookie,
+    );
+    let end_session = oidc.provider.state().ok().and_then(|s| {
+        s.metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .clone()
+    });
     let location = match end_session.and_then(|e| url::Url::parse(&e).ok()) {
         Some(mut url) => {
-            let state = oidc.sessions.keys().seal_to_string(redirect.as_str().as_bytes(), LOGOUT_STATE_AAD);
+            let state = oidc
+                .sessions
+                .keys()
+                .seal_to_string(redirect.as_str().as_bytes(), LOGOUT_STATE_AAD);
             {
                 let mut q = url.query_pairs_mut();
                 if let Some(hint) = &id_token_hint {
@@ -145,7 +212,8 @@ async fn logout(oidc: &Oidc, req: &RequestHeader, redirect: Option<&str>) -> Res
 }
 
 fn logout_callback(oidc: &Oidc, state: Option<&str>) -> Reply {
-    let fallback = || SafeRedirect::parse_or_root(Some(&oidc.provider.settings.post_logout_redirect));
+    let fallback =
+        || SafeRedirect::parse_or_root(Some(&oidc.provider.settings.post_logout_redirect));
     let target = state
         .and_then(|s| oidc.sessions.keys().open_str(s, LOGOUT_STATE_AAD).ok())
         .and_then(|b| String::from_utf8(b).ok())
@@ -156,27 +224,51 @@ fn logout_callback(oidc: &Oidc, state: Option<&str>) -> Reply {
 
 /// OpenID Connect Front-Channel Logout 1.0: the provider (in an iframe, without our cookie)
 /// names the session it ended.
-async fn frontchannel_logout(oidc: &Oidc, sid: Option<&str>, iss: Option<&str>) -> Result<Reply, Failure> {
+async fn frontchannel_logout(
+    oidc: &Oidc,
+    sid: Option<&str>,
+    iss: Option<&str>,
+) -> Result<Reply, Failure> {
     let (Some(sid), Some(iss)) = (sid, iss) else {
-        return Err(Failure::BadRequest("Front-channel logout needs `sid` and `iss`."));
+        return Err(Failure::BadRequest(
+            "Front-channel logout needs `sid` and `iss`.",
+        ));
     };
     if iss.trim_end_matches('/') != oidc.provider.settings.issuer {
-        return Err(Failure::BadRequest("Front-channel logout from an unknown issuer."));
+        return Err(Failure::BadRequest(
+            "Front-channel logout from an unknown issuer.",
+        ));
     }
-    let ended = oidc.sessions.delete_tagged(&format!("sid:{sid}")).await.map_err(|_| Failure::AuthUnavailable)?;
+    let ended = oidc
+        .sessions
+        .delete_tagged(&format!("sid:{sid}"))
+        .await
+        .map_err(|_| Failure::AuthUnavailable)?;
     tracing::info!(sessions = ended, "front-channel logout");
     Ok(Reply::empty(200))
 }
 
 async fn session_info(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure> {
-    let session = oidc.session_of(req).await.map_err(|_| Failure::AuthUnavailable)?.ok_or(Failure::Unauthorized)?;
+    let session = oidc
+        .session_of(req)
+        .await
+        .map_err(|_| Failure::AuthUnavailable)?
+        .ok_or(Failure::Unauthorized)?;
     Ok(Reply::json(200, &describe(oidc, &session)))
 }
 
 async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure> {
     let cookie = cookies::find(req, oidc.cookie_name()).ok_or(Failure::Unauthorized)?;
-    let session = oidc.sessions.load(cookie).await.map_err(|_| Failure::AuthUnavailable)?.ok_or(Failure::Unauthorized)?;
-    let refreshed = oidc.refresh_session(session, true).await.map_err(|_| Failure::AuthUnavailable)?;
+    let session = oidc
+        .sessions
+        .load(cookie)
+        .await
+        .map_err(|_| Failure::AuthUnavailable)?
+        .ok_or(Failure::Unauthorized)?;
+    let refreshed = oidc
+        .refresh_session(session, true)
+        .await
+        .map_err(|_| Failure::AuthUnavailable)?;
     let session = refreshed.ok_or(Failure::Unauthorized)?;
     Ok(Reply::json(200, &describe(oidc, &session)))
 }
@@ -206,7 +298,9 @@ fn describe(oidc: &Oidc, s: &Session) -> serde_json::Value {
 }
 
 fn rfc3339(unix: u64) -> String {
-    chrono::DateTime::from_timestamp(unix as i64, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+    chrono::DateTime::from_timestamp(unix as i64, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
 }
 
 /// The provider may have been down at start: try once more before failing a login.

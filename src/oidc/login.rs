@@ -35,13 +35,22 @@ pub fn login_cookie_name(state: &str) -> String {
 }
 
 /// Returns the provider's authorize URL and the `Set-Cookie` value for the attempt.
-pub fn start(provider: &Provider, keys: &KeyRing, secure: bool, redirect: &SafeRedirect) -> Result<(String, String), TokenError> {
+pub fn start(
+    provider: &Provider,
+    keys: &KeyRing,
+    secure: bool,
+    redirect: &SafeRedirect,
+) -> Result<(String, String), TokenError> {
     let state = provider.state()?;
     let client = tokens::client(&provider.settings, &state)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let settings = &provider.settings;
     let mut request = client
-        .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .set_pkce_challenge(challenge);
     for scope in settings.scopes.iter().filter(|s| *s != "openid") {
         request = request.add_scope(Scope::new(scope.clone()));
@@ -121,7 +130,10 @@ pub async fn complete(
     cookie_value: impl Fn(&str) -> Option<String>,
 ) -> Result<Completed, CallbackError> {
     let param = |name: &str| {
-        let mut values = query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let mut values = query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
         match (values.next(), values.next()) {
             (Some(v), None) => Ok(Some(v)),
             (None, _) => Ok(None),
@@ -132,21 +144,38 @@ pub async fn complete(
     let state = param("state")?.ok_or(CallbackError::Malformed)?;
     let name = login_cookie_name(state);
     let sealed = cookie_value(&name).ok_or(CallbackError::UnknownAttempt)?;
-    let plain = keys.open_str(&sealed, name.as_bytes()).map_err(|_| CallbackError::UnknownAttempt)?;
-    let login: LoginState = serde_json::from_slice(&plain).map_err(|_| CallbackError::UnknownAttempt)?;
-    if !constant_time_eq(login.state.as_bytes(), state.as_bytes()) || now_secs().saturating_sub(login.created_at) > LOGIN_TTL_SECS {
+    let plain = keys
+        .open_str(&sealed, name.as_bytes())
+        .map_err(|_| CallbackError::UnknownAttempt)?;
+    let login: LoginState =
+        serde_json::from_slice(&plain).map_err(|_| CallbackError::UnknownAttempt)?;
+    if !constant_time_eq(login.state.as_bytes(), state.as_bytes())
+        || now_secs().saturating_sub(login.created_at) > LOGIN_TTL_SECS
+    {
         return Err(CallbackError::UnknownAttempt);
     }
     // RFC 9207 (mix-up defence): when the provider promises `iss`, it must be there and ours;
     // when it sends one anyway, it must still be ours.
-    let advertised = provider.state()?.metadata.additional_metadata().authorization_response_iss_parameter_supported;
+    let advertised = provider
+        .state()?
+        .metadata
+        .additional_metadata()
+        .authorization_response_iss_parameter_supported;
     match param("iss")? {
-        Some(iss) if iss.trim_end_matches('/') != provider.settings.issuer => return Err(CallbackError::WrongIssuer),
+        Some(iss) if iss.trim_end_matches('/') != provider.settings.issuer => {
+            return Err(CallbackError::WrongIssuer)
+        }
         None if advertised => return Err(CallbackError::WrongIssuer),
         _ => {}
     }
     if let Some(error) = param("error")? {
-        return Err(CallbackError::ProviderError(error.chars().filter(|c| c.is_ascii_graphic()).take(64).collect()));
+        return Err(CallbackError::ProviderError(
+            error
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect(),
+        ));
     }
     let code = param("code")?.ok_or(CallbackError::Malformed)?;
     let tokens = tokens::exchange_code(provider, code, &login.verifier, &login.nonce).await?;

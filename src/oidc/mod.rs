@@ -71,8 +71,12 @@ impl Oidc {
 
     /// The session cookie's session, refreshed if its access token is about to expire.
     pub async fn session_of(&self, req: &RequestHeader) -> Result<Option<Session>, AuthError> {
-        let Some(cookie) = cookies::find(req, self.cookie_name()) else { return Ok(None) };
-        let Some(mut session) = self.sessions.load(cookie).await? else { return Ok(None) };
+        let Some(cookie) = cookies::find(req, self.cookie_name()) else {
+            return Ok(None);
+        };
+        let Some(mut session) = self.sessions.load(cookie).await? else {
+            return Ok(None);
+        };
         if needs_refresh(&session) {
             return self.refresh_session(session, false).await;
         }
@@ -81,11 +85,19 @@ impl Oidc {
     }
 
     /// Who the request speaks for, if anyone. On `api` routes a bearer JWT also counts.
-    pub async fn authenticate(&self, req: &RequestHeader, auth: Auth) -> Result<Option<Authenticated>, AuthError> {
+    pub async fn authenticate(
+        &self,
+        req: &RequestHeader,
+        auth: Auth,
+    ) -> Result<Option<Authenticated>, AuthError> {
         if auth == Auth::Api {
             if let Some(token) = bearer_token(req) {
                 return Ok(match tokens::verify_bearer(&self.provider, token).await {
-                    Ok(identity) => Some(Authenticated { identity, access_token: token.to_string(), session_key: None }),
+                    Ok(identity) => Some(Authenticated {
+                        identity,
+                        access_token: token.to_string(),
+                        session_key: None,
+                    }),
                     Err(tokens::TokenError::Provider(_)) => return Err(AuthError::Provider),
                     Err(e) => {
                         tracing::info!(error = %e, "bearer token refused");
@@ -103,20 +115,29 @@ impl Oidc {
 
     /// Refreshes the session's tokens (refresh-token grant). `force`: even if not near expiry.
     /// Ends the session (returns `None`) when the provider refuses.
-    pub async fn refresh_session(&self, session: Session, force: bool) -> Result<Option<Session>, AuthError> {
+    pub async fn refresh_session(
+        &self,
+        session: Session,
+        force: bool,
+    ) -> Result<Option<Session>, AuthError> {
         let lock = {
             let mut map = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(session.key.clone()).or_default().clone()
         };
         let _guard = lock.lock().await;
         // Another request may have refreshed while we waited: use its result.
-        let Some(mut current) = self.sessions.load_key(&session.key).await? else { return Ok(None) };
+        let Some(mut current) = self.sessions.load_key(&session.key).await? else {
+            return Ok(None);
+        };
         let result = if force || needs_refresh(&current) {
             self.do_refresh(&mut current).await
         } else {
             Ok(true)
         };
-        self.refreshing.lock().unwrap_or_else(|p| p.into_inner()).remove(&session.key);
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session.key);
         match result {
             Ok(true) => Ok(Some(current)),
             Ok(false) => {
@@ -129,7 +150,9 @@ impl Oidc {
 
     /// `Ok(false)`: the session cannot continue (no refresh token, or the provider refused).
     async fn do_refresh(&self, session: &mut Session) -> Result<bool, AuthError> {
-        let Some(refresh_token) = session.data.refresh_token.clone() else { return Ok(false) };
+        let Some(refresh_token) = session.data.refresh_token.clone() else {
+            return Ok(false);
+        };
         match tokens::refresh(&self.provider, &refresh_token, &identity_of(session)).await {
             Ok(t) => {
                 let now = now_secs();
@@ -166,8 +189,15 @@ impl Oidc {
     }
 }
 
+/// Near expiry: within the margin, or within half its lifetime for short-lived tokens (so a
+/// 20-second token is not refreshed on every request).
 fn needs_refresh(s: &Session) -> bool {
-    s.data.access_expires_at.is_some_and(|at| at <= now_secs() + REFRESH_MARGIN_SECS)
+    let Some(expires) = s.data.access_expires_at else {
+        return false;
+    };
+    let issued = s.data.refreshed_at.unwrap_or(s.data.created_at);
+    let margin = REFRESH_MARGIN_SECS.min(expires.saturating_sub(issued) / 2);
+    expires <= now_secs() + margin
 }
 
 pub fn identity_of(s: &Session) -> Identity {
@@ -181,7 +211,14 @@ pub fn identity_of(s: &Session) -> Identity {
 }
 
 fn bearer_token(req: &RequestHeader) -> Option<&str> {
-    let value = req.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = req
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }

@@ -59,8 +59,9 @@ pub struct ProviderState {
     pub anonymous_keys: Vec<jsonwebtoken::DecodingKey>,
 }
 
-/// At most one JWKS re-fetch per this interval, so tokens with made-up `kid`s cannot make us
-/// hammer the provider.
+/// At most one JWKS re-fetch for an unknown `kid` per this interval, so tokens with made-up
+/// `kid`s cannot make us hammer the provider. Scheduled fetches do not count: the first miss
+/// after a rotation always re-fetches.
 const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Provider {
@@ -123,13 +124,18 @@ impl Provider {
     /// published.
     pub async fn refresh_keys(&self) -> bool {
         {
-            let mut last = self.last_jwks_fetch.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self
+                .last_jwks_fetch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN_INTERVAL) {
                 return false;
             }
             *last = Some(Instant::now());
         }
-        let Ok(current) = self.state() else { return false };
+        let Ok(current) = self.state() else {
+            return false;
+        };
         match self.with_keys(current.metadata.clone()).await {
             Ok(state) => {
                 self.state.store(Some(std::sync::Arc::new(state)));
@@ -143,16 +149,23 @@ impl Provider {
     }
 
     async fn with_keys(&self, metadata: Metadata) -> Result<ProviderState, ProviderError> {
-        let body = self.fetch(metadata.jwks_uri().as_str(), "the signing keys (JWKS)").await?;
-        let jwks: CoreJsonWebKeySet =
-            serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid(format!("JWKS: {e}")))?;
-        let raw: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&body)
-            .unwrap_or(jsonwebtoken::jwk::JwkSet { keys: Vec::new() });
+        let body = self
+            .fetch(metadata.jwks_uri().as_str(), "the signing keys (JWKS)")
+            .await?;
+        let jwks: CoreJsonWebKeySet = serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Invalid(format!("JWKS: {e}")))?;
+        let raw: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_slice(&body).unwrap_or(jsonwebtoken::jwk::JwkSet { keys: Vec::new() });
         let mut bearer_keys = HashMap::new();
         let mut anonymous_keys = Vec::new();
         for jwk in &raw.keys {
-            let is_signing = !matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption));
-            let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else { continue };
+            let is_signing = !matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            );
+            let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
             if !is_signing {
                 continue;
             }
@@ -163,7 +176,6 @@ impl Provider {
                 None => anonymous_keys.push(key),
             }
         }
-        *self.last_jwks_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         Ok(ProviderState {
             metadata: metadata.set_jwks(jwks),
             bearer_keys,
@@ -173,7 +185,13 @@ impl Provider {
 
     async fn fetch(&self, url: &str, what: &'static str) -> Result<bytes::Bytes, ProviderError> {
         let fail = |detail: String| ProviderError::Fetch { what, detail };
-        let resp = self.http.get(url).header("accept", "application/json").send().await.map_err(|e| fail(e.to_string()))?;
+        let resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(fail(format!("{url} answered {}", resp.status())));
         }

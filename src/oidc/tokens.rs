@@ -11,7 +11,14 @@ use openidconnect::{
 };
 use serde_json::{Map, Value};
 
-pub type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointMaybeSet>;
+pub type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+    EndpointMaybeSet,
+>;
 
 /// How far a provider's clock may be ahead of ours.
 const CLOCK_SKEW_SECS: i64 = 60;
@@ -58,13 +65,14 @@ pub struct Tokens {
 }
 
 pub fn client(settings: &OidcSettings, state: &ProviderState) -> Result<Client, TokenError> {
-    let token_url = state
-        .metadata
-        .token_endpoint()
-        .cloned()
-        .ok_or_else(|| TokenError::Provider(ProviderError::Invalid("no token_endpoint".into())))?;
+    let token_url =
+        state.metadata.token_endpoint().cloned().ok_or_else(|| {
+            TokenError::Provider(ProviderError::Invalid("no token_endpoint".into()))
+        })?;
     let secret = match &settings.client_auth {
-        ClientAuth::SecretBasic(s) | ClientAuth::SecretPost(s) => Some(ClientSecret::new(s.expose().to_string())),
+        ClientAuth::SecretBasic(s) | ClientAuth::SecretPost(s) => {
+            Some(ClientSecret::new(s.expose().to_string()))
+        }
         ClientAuth::PrivateKeyJwt { .. } => None,
     };
     let auth_type = match settings.client_auth {
@@ -73,20 +81,30 @@ pub fn client(settings: &OidcSettings, state: &ProviderState) -> Result<Client, 
     };
     let redirect = openidconnect::RedirectUrl::new(settings.callback_url())
         .map_err(|e| TokenError::Refused(format!("callback URL: {e}")))?;
-    Ok(CoreClient::from_provider_metadata(state.metadata.clone(), ClientId::new(settings.client_id.clone()), secret)
-        .set_token_uri(token_url)
-        .set_auth_type(auth_type)
-        .set_redirect_uri(redirect))
+    Ok(CoreClient::from_provider_metadata(
+        state.metadata.clone(),
+        ClientId::new(settings.client_id.clone()),
+        secret,
+    )
+    .set_token_uri(token_url)
+    .set_auth_type(auth_type)
+    .set_redirect_uri(redirect))
 }
 
 /// RFC 7523 §2.2 client assertion for `private_key_jwt`.
-fn client_assertion(settings: &OidcSettings, token_url: &str) -> Result<Option<String>, TokenError> {
-    let ClientAuth::PrivateKeyJwt { key_pem, key_id } = &settings.client_auth else { return Ok(None) };
+fn client_assertion(
+    settings: &OidcSettings,
+    token_url: &str,
+) -> Result<Option<String>, TokenError> {
+    let ClientAuth::PrivateKeyJwt { key_pem, key_id } = &settings.client_auth else {
+        return Ok(None);
+    };
     let pem = key_pem.expose().as_bytes();
     let (key, alg) = match jsonwebtoken::EncodingKey::from_rsa_pem(pem) {
         Ok(k) => (k, jsonwebtoken::Algorithm::RS256),
         Err(_) => (
-            jsonwebtoken::EncodingKey::from_ec_pem(pem).map_err(|e| TokenError::Refused(format!("client key: {e}")))?,
+            jsonwebtoken::EncodingKey::from_ec_pem(pem)
+                .map_err(|e| TokenError::Refused(format!("client key: {e}")))?,
             jsonwebtoken::Algorithm::ES256,
         ),
     };
@@ -104,7 +122,12 @@ fn client_assertion(settings: &OidcSettings, token_url: &str) -> Result<Option<S
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-pub async fn exchange_code(provider: &Provider, code: &str, verifier: &str, nonce: &str) -> Result<Tokens, TokenError> {
+pub async fn exchange_code(
+    provider: &Provider,
+    code: &str,
+    verifier: &str,
+    nonce: &str,
+) -> Result<Tokens, TokenError> {
     let state = provider.state()?;
     let client = client(&provider.settings, &state)?;
     let assertion = client_assertion(&provider.settings, client.token_uri().as_str())?;
@@ -112,24 +135,38 @@ pub async fn exchange_code(provider: &Provider, code: &str, verifier: &str, nonc
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
     if let Some(a) = &assertion {
-        request = request.add_extra_param("client_assertion_type", ASSERTION_TYPE).add_extra_param("client_assertion", a.clone());
+        request = request
+            .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+            .add_extra_param("client_assertion", a.clone());
     }
-    let response = request.request_async(&provider.http).await.map_err(token_request_error)?;
+    let response = request
+        .request_async(&provider.http)
+        .await
+        .map_err(token_request_error)?;
     finish(provider, &state, &client, response, Some(nonce), None).await
 }
 
 /// Refresh-token grant. `previous` is the identity of the session: a refreshed ID token must
 /// speak for the same subject (OpenID Connect Core §12.2).
-pub async fn refresh(provider: &Provider, refresh_token: &str, previous: &Identity) -> Result<Tokens, TokenError> {
+pub async fn refresh(
+    provider: &Provider,
+    refresh_token: &str,
+    previous: &Identity,
+) -> Result<Tokens, TokenError> {
     let state = provider.state()?;
     let client = client(&provider.settings, &state)?;
     let assertion = client_assertion(&provider.settings, client.token_uri().as_str())?;
     let token = RefreshToken::new(refresh_token.to_string());
     let mut request = client.exchange_refresh_token(&token);
     if let Some(a) = &assertion {
-        request = request.add_extra_param("client_assertion_type", ASSERTION_TYPE).add_extra_param("client_assertion", a.clone());
+        request = request
+            .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+            .add_extra_param("client_assertion", a.clone());
     }
-    let response = request.request_async(&provider.http).await.map_err(token_request_error)?;
+    let response = request
+        .request_async(&provider.http)
+        .await
+        .map_err(token_request_error)?;
     finish(provider, &state, &client, response, None, Some(previous)).await
 }
 
@@ -149,7 +186,9 @@ async fn finish(
     };
     if let (Some(new), Some(old)) = (&identity, previous) {
         if new.sub != old.sub {
-            return Err(TokenError::InvalidIdToken("the refreshed ID token names another subject".into()));
+            return Err(TokenError::InvalidIdToken(
+                "the refreshed ID token names another subject".into(),
+            ));
         }
     }
     Ok(Tokens {
@@ -172,24 +211,33 @@ async fn verify_id_token(
 ) -> Result<Identity, TokenError> {
     let check = |client: &Client| -> Result<(), String> {
         let now = chrono::Utc::now();
-        let verifier = client.id_token_verifier().set_issue_time_verifier_fn(move |iat| {
-            let age = (now - iat).num_seconds();
-            if age < -CLOCK_SKEW_SECS {
-                Err("issued in the future".to_string())
-            } else if nonce.is_some() && age > MAX_ID_TOKEN_AGE_SECS {
-                Err("issued too long ago".to_string())
-            } else {
-                Ok(())
-            }
-        });
+        let verifier = client
+            .id_token_verifier()
+            .set_issue_time_verifier_fn(move |iat| {
+                let age = (now - iat).num_seconds();
+                if age < -CLOCK_SKEW_SECS {
+                    Err("issued in the future".to_string())
+                } else if nonce.is_some() && age > MAX_ID_TOKEN_AGE_SECS {
+                    Err("issued too long ago".to_string())
+                } else {
+                    Ok(())
+                }
+            });
         let result = match nonce {
-            Some(n) => token.claims(&verifier, &Nonce::new(n.to_string())).map(|_| ()),
-            None => token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map(|_| ()),
+            Some(n) => token
+                .claims(&verifier, &Nonce::new(n.to_string()))
+                .map(|_| ()),
+            None => token
+                .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                .map(|_| ()),
         };
         result.map_err(|e| e.to_string())
     };
     if let Err(first) = check(client) {
-        let unknown_key = first.contains("No matching key") || first.contains("no matching key");
+        let kid = jsonwebtoken::decode_header(token.to_string())
+            .ok()
+            .and_then(|h| h.kid);
+        let unknown_key = kid.is_some_and(|k| !state.bearer_keys.contains_key(&k));
         if !(unknown_key && provider.refresh_keys().await) {
             return Err(TokenError::InvalidIdToken(first));
         }
@@ -197,17 +245,20 @@ async fn verify_id_token(
         let fresh_client = self::client(&provider.settings, &fresh)?;
         check(&fresh_client).map_err(TokenError::InvalidIdToken)?;
     }
-    let _ = state;
     identity_from_claims(&provider.settings, &payload(&token.to_string())?)
 }
 
 /// The claims of a JWT whose signature was already verified.
 fn payload(jwt: &str) -> Result<Map<String, Value>, TokenError> {
-    let middle = jwt.split('.').nth(1).ok_or_else(|| TokenError::InvalidIdToken("not a JWT".into()))?;
+    let middle = jwt
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| TokenError::InvalidIdToken("not a JWT".into()))?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(middle.trim_end_matches('='))
         .map_err(|_| TokenError::InvalidIdToken("payload is not base64url".into()))?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::InvalidIdToken("payload is not a JSON object".into()))
+    serde_json::from_slice(&bytes)
+        .map_err(|_| TokenError::InvalidIdToken("payload is not a JSON object".into()))
 }
 
 /// Header values must not be able to smuggle a second header or split a list.
@@ -215,7 +266,10 @@ fn header_safe(s: &str) -> bool {
     !s.is_empty() && s.len() <= 256 && s.chars().all(|c| !c.is_control() && c != ',')
 }
 
-pub fn identity_from_claims(settings: &OidcSettings, claims: &Map<String, Value>) -> Result<Identity, TokenError> {
+pub fn identity_from_claims(
+    settings: &OidcSettings,
+    claims: &Map<String, Value>,
+) -> Result<Identity, TokenError> {
     let string = |name: &str| match claims.get(name) {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
@@ -226,12 +280,23 @@ pub fn identity_from_claims(settings: &OidcSettings, claims: &Map<String, Value>
         .filter(|u| header_safe(u))
         .ok_or_else(|| TokenError::MissingClaim(settings.claims.user.clone()))?;
     let groups = match claims.get(&settings.claims.groups) {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter(|g| header_safe(g)).map(str::to_string).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|g| header_safe(g))
+            .map(str::to_string)
+            .collect(),
         Some(Value::String(s)) if header_safe(s) => vec![s.clone()],
         _ => Vec::new(),
     };
     let email = string(&settings.claims.email).filter(|e| header_safe(e));
-    Ok(Identity { sub, user, groups, email, sid: string("sid") })
+    Ok(Identity {
+        sub,
+        user,
+        groups,
+        email,
+        sid: string("sid"),
+    })
 }
 
 /// Verifies `Authorization: Bearer <JWT>` for `auth: api` routes: a signature from the
@@ -239,17 +304,30 @@ pub fn identity_from_claims(settings: &OidcSettings, claims: &Map<String, Value>
 /// they prove a login to us, they do not authorize API calls.
 pub async fn verify_bearer(provider: &Provider, token: &str) -> Result<Identity, TokenError> {
     match verify_bearer_with(provider, &*provider.state()?, token) {
-        Err(TokenError::UnknownKey) if provider.refresh_keys().await => verify_bearer_with(provider, &*provider.state()?, token),
+        Err(TokenError::UnknownKey) if provider.refresh_keys().await => {
+            verify_bearer_with(provider, &*provider.state()?, token)
+        }
         other => other,
     }
 }
 
-fn verify_bearer_with(provider: &Provider, state: &ProviderState, token: &str) -> Result<Identity, TokenError> {
+fn verify_bearer_with(
+    provider: &Provider,
+    state: &ProviderState,
+    token: &str,
+) -> Result<Identity, TokenError> {
     use jsonwebtoken::Algorithm::*;
-    let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::InvalidBearer(e.to_string()))?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| TokenError::InvalidBearer(e.to_string()))?;
     // Asymmetric algorithms only: accepting HS* would let anyone sign with the public key.
-    if !matches!(header.alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384 | EdDSA) {
-        return Err(TokenError::InvalidBearer(format!("algorithm {:?} is not accepted", header.alg)));
+    if !matches!(
+        header.alg,
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384 | EdDSA
+    ) {
+        return Err(TokenError::InvalidBearer(format!(
+            "algorithm {:?} is not accepted",
+            header.alg
+        )));
     }
     let keys: Vec<&jsonwebtoken::DecodingKey> = match &header.kid {
         Some(kid) => state.bearer_keys.get(kid).into_iter().collect(),
@@ -269,8 +347,13 @@ fn verify_bearer_with(provider: &Provider, state: &ProviderState, token: &str) -
         match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
             Ok(data) => {
                 let claims = data.claims;
-                if claims.contains_key("nonce") || claims.contains_key("at_hash") || claims.get("typ").and_then(Value::as_str) == Some("ID") {
-                    return Err(TokenError::InvalidBearer("an ID token is not an access token".into()));
+                if claims.contains_key("nonce")
+                    || claims.contains_key("at_hash")
+                    || claims.get("typ").and_then(Value::as_str) == Some("ID")
+                {
+                    return Err(TokenError::InvalidBearer(
+                        "an ID token is not an access token".into(),
+                    ));
                 }
                 return identity_from_claims(settings, &claims);
             }
@@ -280,7 +363,10 @@ fn verify_bearer_with(provider: &Provider, state: &ProviderState, token: &str) -
     Err(TokenError::InvalidBearer(last))
 }
 
-fn token_request_error<E: std::error::Error + 'static, T: openidconnect::ErrorResponse + 'static>(
+fn token_request_error<
+    E: std::error::Error + 'static,
+    T: openidconnect::ErrorResponse + 'static,
+>(
     e: openidconnect::RequestTokenError<E, T>,
 ) -> TokenError {
     match e {

@@ -82,14 +82,33 @@ mod tests {
         assert_eq!(find(&r, "portcullis_session"), Some("xyz"));
         assert_eq!(find(&r, "b"), Some("2"));
         assert_eq!(find(&r, "c"), None);
-        assert_eq!(without(&r, |n| n == "portcullis_session").as_deref(), Some("a=1; b=2"));
-        assert_eq!(without(&req(&["portcullis_session=x"]), |n| n == "portcullis_session"), None);
+        assert_eq!(
+            without(&r, |n| n == "portcullis_session").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(
+            without(&req(&["portcullis_session=x"]), |n| n
+                == "portcullis_session"),
+            None
+        );
     }
 
     #[test]
     fn attributes_are_strict() {
-        let c = set_cookie(CookieSpec { name: "s", value: "v", path: "/", secure: true, max_age: None });
-        assert!(c.contains("HttpOnly") && c.contains("Secure") && c.contains("SameSite=Lax") && !c.contains("Max-Age"), "{c}");
+        let c = set_cookie(CookieSpec {
+            name: "s",
+            value: "v",
+            path: "/",
+            secure: true,
+            max_age: None,
+        });
+        assert!(
+            c.contains("HttpOnly")
+                && c.contains("Secure")
+                && c.contains("SameSite=Lax")
+                && !c.contains("Max-Age"),
+            "{c}"
+        );
         let c = clear_cookie("s", "/", false);
         assert!(c.contains("Max-Age=0") && !c.contains("Secure"), "{c}");
     }

@@ -86,21 +86,40 @@ impl SessionStore for MemoryStore {
             .map(|e| e.value.clone()))
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration, tags: &[String]) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.remove(key);
         inner.sweep(now);
         while inner.entries.len() >= self.capacity {
-            let Some((_, oldest)) = inner.by_expiry.first().cloned() else { break };
+            let Some((_, oldest)) = inner.by_expiry.first().cloned() else {
+                break;
+            };
             inner.remove(&oldest);
         }
         let expires = now + ttl;
         inner.by_expiry.insert((expires, key.to_string()));
         for tag in tags {
-            inner.tags.entry(tag.clone()).or_default().insert(key.to_string());
+            inner
+                .tags
+                .entry(tag.clone())
+                .or_default()
+                .insert(key.to_string());
         }
-        inner.entries.insert(key.to_string(), Entry { value, expires, tags: tags.to_vec() });
+        inner.entries.insert(
+            key.to_string(),
+            Entry {
+                value,
+                expires,
+                tags: tags.to_vec(),
+            },
+        );
         Ok(())
     }
 
@@ -111,7 +130,11 @@ impl SessionStore for MemoryStore {
 
     async fn keys_with_tag(&self, tag: &str) -> Result<Vec<String>, StoreError> {
         let inner = self.lock();
-        Ok(inner.tags.get(tag).map(|s| s.iter().cloned().collect()).unwrap_or_default())
+        Ok(inner
+            .tags
+            .get(tag)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default())
     }
 }
 
@@ -122,15 +145,31 @@ mod tests {
     #[tokio::test]
     async fn stores_expires_and_indexes() {
         let s = MemoryStore::new(10);
-        s.put("a", b"1".to_vec(), Duration::from_secs(60), &["user:alice".into()]).await.unwrap();
-        s.put("b", b"2".to_vec(), Duration::from_millis(1), &["user:alice".into()]).await.unwrap();
+        s.put(
+            "a",
+            b"1".to_vec(),
+            Duration::from_secs(60),
+            &["user:alice".into()],
+        )
+        .await
+        .unwrap();
+        s.put(
+            "b",
+            b"2".to_vec(),
+            Duration::from_millis(1),
+            &["user:alice".into()],
+        )
+        .await
+        .unwrap();
         assert_eq!(s.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(s.get("b").await.unwrap(), None);
         let mut keys = s.keys_with_tag("user:alice").await.unwrap();
         keys.sort();
         assert_eq!(keys, vec!["a", "b"]);
-        s.put("c", b"3".to_vec(), Duration::from_secs(60), &[]).await.unwrap();
+        s.put("c", b"3".to_vec(), Duration::from_secs(60), &[])
+            .await
+            .unwrap();
         // The write swept the expired entry and its tag.
         assert_eq!(s.keys_with_tag("user:alice").await.unwrap(), vec!["a"]);
         s.delete("a").await.unwrap();
@@ -141,7 +180,14 @@ mod tests {
     async fn never_holds_more_than_its_capacity() {
         let s = MemoryStore::new(100);
         for i in 0..1000u64 {
-            s.put(&format!("k{i}"), vec![0; 16], Duration::from_secs(60 + i), &[format!("t{i}")]).await.unwrap();
+            s.put(
+                &format!("k{i}"),
+                vec![0; 16],
+                Duration::from_secs(60 + i),
+                &[format!("t{i}")],
+            )
+            .await
+            .unwrap();
         }
         assert_eq!(s.len(), 100);
         // The ones closest to expiry went first.

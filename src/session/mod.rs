@@ -50,7 +50,9 @@ impl SessionData {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A session found from a cookie.
@@ -68,7 +70,11 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(store: Arc<dyn SessionStore>, keys: KeyRing, settings: SessionSettings) -> Sessions {
-        Sessions { store, keys, settings }
+        Sessions {
+            store,
+            keys,
+            settings,
+        }
     }
 
     pub fn keys(&self) -> &KeyRing {
@@ -87,7 +93,11 @@ impl Sessions {
     /// The live session behind a cookie value; `Ok(None)` for anything unknown, malformed,
     /// forged, expired or idle too long.
     pub async fn load(&self, cookie: &str) -> Result<Option<Session>, StoreError> {
-        if cookie.len() != 43 || base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cookie).is_err() {
+        if cookie.len() != 43
+            || base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cookie)
+                .is_err()
+        {
             return Ok(None);
         }
         let key = store_key(cookie);
@@ -95,19 +105,28 @@ impl Sessions {
     }
 
     pub async fn load_key(&self, key: &str) -> Result<Option<Session>, StoreError> {
-        let Some(sealed) = self.store.get(key).await? else { return Ok(None) };
-        let Ok(plain) = self.keys.open(&sealed, key.as_bytes()) else {
-            tracing::warn!("a stored session failed to open (forged, or sealed with a retired key)");
+        let Some(sealed) = self.store.get(key).await? else {
             return Ok(None);
         };
-        let Ok(data) = serde_json::from_slice::<SessionData>(&plain) else { return Ok(None) };
+        let Ok(plain) = self.keys.open(&sealed, key.as_bytes()) else {
+            tracing::warn!(
+                "a stored session failed to open (forged, or sealed with a retired key)"
+            );
+            return Ok(None);
+        };
+        let Ok(data) = serde_json::from_slice::<SessionData>(&plain) else {
+            return Ok(None);
+        };
         let now = now_secs();
         let idle = now.saturating_sub(data.last_seen) > self.settings.inactivity_timeout.as_secs();
         if now >= data.ends_at || idle {
             let _ = self.store.delete(key).await;
             return Ok(None);
         }
-        Ok(Some(Session { key: key.to_string(), data }))
+        Ok(Some(Session {
+            key: key.to_string(),
+            data,
+        }))
     }
 
     pub async fn save(&self, key: &str, data: &SessionData) -> Result<(), StoreError> {
@@ -155,7 +174,11 @@ mod tests {
     use crate::session::memory::MemoryStore;
 
     fn sessions() -> Sessions {
-        Sessions::new(Arc::new(MemoryStore::new(100)), KeyRing::generate(), SessionSettings::default())
+        Sessions::new(
+            Arc::new(MemoryStore::new(100)),
+            KeyRing::generate(),
+            SessionSettings::default(),
+        )
     }
 
     fn data() -> SessionData {
@@ -183,7 +206,13 @@ mod tests {
         let cookie = s.create(&data()).await.unwrap();
         assert_eq!(cookie.len(), 43);
         assert_eq!(s.load(&cookie).await.unwrap().unwrap().data, data());
-        for bad in ["", "x", &cookie[1..], "A".repeat(43).as_str(), "!".repeat(43).as_str()] {
+        for bad in [
+            "",
+            "x",
+            &cookie[1..],
+            "A".repeat(43).as_str(),
+            "!".repeat(43).as_str(),
+        ] {
             assert!(s.load(bad).await.unwrap().is_none(), "{bad}");
         }
         assert_eq!(s.delete_tagged("sid:sid-1").await.unwrap(), 1);

@@ -15,7 +15,13 @@ pub trait SessionStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores `value` for `ttl` (which never grows for an existing key: the caller passes the
     /// time left to the session's absolute end) and indexes it under `tags`.
-    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration, tags: &[String]) -> Result<(), StoreError>;
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     async fn keys_with_tag(&self, tag: &str) -> Result<Vec<String>, StoreError>;
 }

@@ -4,22 +4,37 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-type Tunnel = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Tunnel =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a tunnel and reads the upstream's greeting (`path:…`). Pingora 0.9.1 can tear an
 /// upgraded connection down right after the 101 when the upstream answers faster than the
 /// proxy drains the request's empty body (cloudflare/pingora#946, fix not released). A browser
-/// reconnects; so do we, once, so that this race does not hide what the tests check.
-async fn open_tunnel(request: impl Fn() -> http::Request<()>) -> (Tunnel, http::Response<Option<Vec<u8>>>, String) {
+/// reconnects; so do we (at most twice), so that this race does not hide what the tests check.
+async fn open_tunnel(
+    request: impl Fn() -> http::Request<()>,
+) -> (Tunnel, http::Response<Option<Vec<u8>>>, String) {
     let mut last_error = String::new();
-    for _ in 0..2 {
-        let (mut ws, response) = tokio_tungstenite::connect_async(request()).await.expect("handshake through the proxy");
-        match ws.next().await {
-            Some(Ok(Message::Text(greeting))) => return (ws, response, greeting.to_string()),
-            other => last_error = format!("{other:?}"),
+    for _ in 0..3 {
+        let (mut ws, response) = tokio_tungstenite::connect_async(request())
+            .await
+            .expect("handshake through the proxy");
+        let greeting = match ws.next().await {
+            Some(Ok(Message::Text(greeting))) => greeting.to_string(),
+            other => {
+                last_error = format!("greeting: {other:?}");
+                continue;
+            }
+        };
+        // Both directions must be wired: the race can also drop only client-to-upstream.
+        if ws.send(Message::text("probe")).await.is_ok() {
+            match ws.next().await {
+                Some(Ok(m)) if m == Message::text("probe") => return (ws, response, greeting),
+                other => last_error = format!("probe: {other:?}"),
+            }
         }
     }
-    panic!("the tunnel closed right after the handshake twice: {last_error}");
+    panic!("the tunnel broke right after the handshake three times: {last_error}");
 }
 
 struct Desktops {
@@ -98,7 +113,9 @@ async fn websocket_tunnel_echoes_through_the_desktop_route() {
     );
     let (mut ws, response, greeting) = open_tunnel(|| {
         let mut request = url.clone().into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", "guacamole".parse().unwrap());
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "guacamole".parse().unwrap());
         request
     })
     .await;

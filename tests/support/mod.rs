@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod echo;
+pub mod idp;
+pub mod oidc;
 pub mod proxy;
 pub mod raw;
 

@@ -17,8 +17,13 @@ impl Proxy {
     /// `body` is the config without `listen:` and `upstreams_file:` (routes, server settings…); `upstreams` is the
     /// upstreams file. Returns once the proxy accepts connections.
     pub async fn start(body: &str, upstreams: &str) -> Proxy {
+        Self::start_on(super::free_port(), body, upstreams, &[]).await
+    }
+
+    /// On a given port (when a peer must know our URL first, e.g. the identity provider),
+    /// with extra environment variables.
+    pub async fn start_on(port: u16, body: &str, upstreams: &str, env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = super::free_port();
         let server = if body.contains("server:") {
             ""
         } else {
@@ -32,6 +37,7 @@ impl Proxy {
             .args(["run", "--config"])
             .arg(dir.path().join("portcullis.yaml"))
             .env("PORTCULLIS_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -99,6 +105,9 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- portcullis log ----\n{}", self.log());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

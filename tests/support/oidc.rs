@@ -1,0 +1,190 @@
+//! `Stack`: a test identity provider, an echo upstream and Portcullis configured as the
+//! provider's client, plus a cookie-keeping "browser" that follows redirects hop by hop.
+
+use super::idp::{IdpConfig, TestIdp, TestUser};
+use super::{free_port, EchoUpstream, Proxy};
+use reqwest::header::HeaderMap;
+use std::sync::Arc;
+
+pub const SECRET: &str = "portcullis-test-secret";
+
+pub struct Stack {
+    pub idp: TestIdp,
+    pub proxy: Proxy,
+    pub upstream: EchoUpstream,
+    pub desktop: EchoUpstream,
+}
+
+pub struct Options<'a> {
+    /// The `routes:` list (YAML lines, indented by two spaces).
+    pub routes: &'a str,
+    /// Extra lines under `oidc:` (indented by two spaces).
+    pub oidc_extra: &'a str,
+    /// Extra top-level config (e.g. `session:` or `identity_headers:`).
+    pub extra: &'a str,
+    pub idp: IdpConfig,
+}
+
+pub const DEFAULT_ROUTES: &str = r#"
+  - { prefix: /public/, upstream: app, auth: public }
+  - { prefix: /api/, upstream: app, auth: api }
+  - { prefix: /staff/, upstream: app, auth: login, allow: [staff] }
+  - { prefix: "/desktop/{id}/", desktops: true, auth: login, allow: owner, strip_prefix: true, websocket: true }
+  - { prefix: /, upstream: app, auth: login }
+"#;
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            routes: DEFAULT_ROUTES,
+            oidc_extra: "",
+            extra: "",
+            idp: IdpConfig::default(),
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options<'_>) -> Stack {
+        let port = free_port();
+        let public = format!("http://127.0.0.1:{port}");
+        let mut cfg = options.idp;
+        cfg.client_secret = SECRET.to_string();
+        cfg.redirect_uris = vec![format!("{public}/oauth2/callback")];
+        cfg.post_logout_redirect_uris = vec![format!("{public}/oauth2/logout/callback")];
+        let idp = TestIdp::start(cfg).await;
+        idp.set_user(
+            TestUser::new("alice-sub", "alice")
+                .with_groups(&["staff", "users"])
+                .with_email("alice@example.com"),
+        );
+        let upstream = EchoUpstream::start("app").await;
+        let desktop = EchoUpstream::start("desktop").await;
+        let body = format!(
+            "oidc:\n  issuer: {issuer}\n  client_id: portcullis\n  client_secret: ${{OIDC_CLIENT_SECRET}}\n  public_url: {public}\n  scopes: [openid, profile, email, groups]\n  admin_groups: [admins]\n{oidc_extra}session:\n  key: ${{SESSION_KEY}}\n{extra}routes:{routes}",
+            issuer = idp.issuer(),
+            oidc_extra = options.oidc_extra,
+            extra = options.extra,
+            routes = options.routes,
+        );
+        let upstreams = format!(
+            "upstreams:\n  app: {{ backends: [\"{}\"] }}\ndesktops:\n  d-alice: {{ backend: \"{}\", owner: alice }}\n  d-bob: {{ backend: \"{}\", owner: bob }}\n",
+            upstream.addr, desktop.addr, desktop.addr
+        );
+        let proxy = Proxy::start_on(
+            port,
+            &body,
+            &upstreams,
+            &[
+                ("OIDC_CLIENT_SECRET", SECRET),
+                (
+                    "SESSION_KEY",
+                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+                ),
+            ],
+        )
+        .await;
+        Stack {
+            idp,
+            proxy,
+            upstream,
+            desktop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.proxy.url(path)
+    }
+}
+
+/// A browser: keeps cookies, follows no redirect by itself.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub jar: Arc<reqwest::cookie::Jar>,
+}
+
+pub struct Hop {
+    pub url: String,
+    pub status: u16,
+    pub headers: HeaderMap,
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("client");
+        Browser { client, jar }
+    }
+
+    /// A top-level navigation to `url`, following up to 10 redirects. Returns every hop and the
+    /// final response.
+    pub async fn navigate(&self, url: &str) -> (Vec<Hop>, reqwest::Response) {
+        let mut hops = Vec::new();
+        let mut current = url.to_string();
+        for _ in 0..10 {
+            let resp = self
+                .client
+                .get(&current)
+                .header("accept", "text/html,application/xhtml+xml")
+                .header("sec-fetch-mode", "navigate")
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            hops.push(Hop {
+                url: current.clone(),
+                status,
+                headers: resp.headers().clone(),
+            });
+            if !(300..400).contains(&status) {
+                return (hops, resp);
+            }
+            let location = resp.headers()["location"]
+                .to_str()
+                .expect("location")
+                .to_string();
+            current = resp
+                .url()
+                .join(&location)
+                .expect("valid location")
+                .to_string();
+        }
+        panic!("too many redirects from {url}");
+    }
+
+    /// Logs in by visiting `path` and following the whole flow; returns the final response.
+    pub async fn login(&self, stack: &Stack, path: &str) -> reqwest::Response {
+        let (hops, resp) = self.navigate(&stack.url(path)).await;
+        assert!(
+            hops.iter().any(|h| h.url.contains("/oauth2/callback")),
+            "no callback in {:?}",
+            hops.iter().map(|h| &h.url).collect::<Vec<_>>()
+        );
+        resp
+    }
+
+    /// The Cookie header the browser would send to `path` on the proxy.
+    pub fn cookie_header(&self, stack: &Stack, path: &str) -> String {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = stack.url(path).parse().expect("url");
+        self.jar
+            .cookies(&url)
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}

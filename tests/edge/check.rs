@@ -53,6 +53,8 @@ fn accepts_the_shipped_configs() {
     for file in ["conf/dev.yaml", "conf/portcullis.yaml"] {
         let out = Command::new(BIN)
             .args(["check", "--config", &format!("{root}/{file}")])
+            .env("OIDC_CLIENT_SECRET", "s3cret")
+            .env("SESSION_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
             .output()
             .unwrap();
         assert!(
@@ -152,4 +154,43 @@ fn help_explains_each_subcommand() {
     assert!(help.contains("run") && help.contains("check"), "{help}");
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn rejects_broken_identity_settings_with_their_place() {
+    let head = "listen:\n  - address: \"127.0.0.1:8080\"\nupstreams_file: upstreams.yaml\n";
+    let oidc = "oidc:\n  issuer: https://idp.example.com\n  client_id: c\n  client_secret: s\n  public_url: https://work.example.com\n";
+    let cases: &[(String, &[&str])] = &[
+        (
+            format!("{head}routes:\n  - {{ prefix: /, upstream: console, auth: login }}\n"),
+            &["portcullis.yaml:5:", "`auth: login` needs an `oidc:` section"],
+        ),
+        (
+            format!("{head}{oidc}routes:\n  - {{ prefix: /, upstream: console, allow: owner }}\n  - {{ prefix: /p/, upstream: console, auth: public, allow: [staff] }}\n  - {{ prefix: /q/, upstream: console, auth: sometimes }}\n"),
+            &["portcullis.yaml:10:", "`allow: owner` only applies to a desktops route", "portcullis.yaml:11:", "`allow` needs a logged-in user", "portcullis.yaml:12:", "auth `sometimes` is unknown"],
+        ),
+        (
+            format!("{head}oidc:\n  issuer: http://idp.example.com\n  client_id: c\n  client_secret: s\n  public_url: https://work.example.com/app\nroutes:\n  - {{ prefix: /, upstream: console }}\n"),
+            &["portcullis.yaml:5:", "issuer must use https"],
+        ),
+        (
+            format!("{head}oidc:\n  issuer: https://idp.example.com\n  client_id: c\n  public_url: https://work.example.com\n  client_auth: client_secret_jwt\nroutes:\n  - {{ prefix: /, upstream: console }}\n"),
+            &["portcullis.yaml:8:", "client_auth `client_secret_jwt` is unknown"],
+        ),
+        (
+            format!("{head}oidc:\n  issuer: https://idp.example.com\n  client_id: c\n  public_url: https://work.example.com\nroutes:\n  - {{ prefix: /, upstream: console }}\n"),
+            &["portcullis.yaml:6:", "needs `client_secret"],
+        ),
+        (
+            format!("{head}{oidc}session:\n  key: c2hvcnQ=\n  cookie_name: \"bad name\"\nidentity_headers: {{ user: Cookie }}\nroutes:\n  - {{ prefix: /, upstream: console }}\n"),
+            &["portcullis.yaml:10:", "session key", "portcullis.yaml:11:", "cookie_name", "portcullis.yaml:12:", "cannot carry identity"],
+        ),
+    ];
+    for (i, (config, expected)) in cases.iter().enumerate() {
+        let (out, _dir) = check(config, GOOD_UPSTREAMS, &[]);
+        assert!(!out.ok, "case {i} was accepted");
+        for fragment in *expected {
+            assert!(out.stderr.contains(fragment), "case {i}: `{fragment}` missing from:\n{}", out.stderr);
+        }
+    }
 }

@@ -54,7 +54,10 @@ fn accepts_the_shipped_configs() {
         let out = Command::new(BIN)
             .args(["check", "--config", &format!("{root}/{file}")])
             .env("OIDC_CLIENT_SECRET", "s3cret")
-            .env("SESSION_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+            .env(
+                "SESSION_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            )
             .output()
             .unwrap();
         assert!(
@@ -190,7 +193,11 @@ fn rejects_broken_identity_settings_with_their_place() {
         let (out, _dir) = check(config, GOOD_UPSTREAMS, &[]);
         assert!(!out.ok, "case {i} was accepted");
         for fragment in *expected {
-            assert!(out.stderr.contains(fragment), "case {i}: `{fragment}` missing from:\n{}", out.stderr);
+            assert!(
+                out.stderr.contains(fragment),
+                "case {i}: `{fragment}` missing from:\n{}",
+                out.stderr
+            );
         }
     }
 }

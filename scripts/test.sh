@@ -10,5 +10,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== acceptance: login flow against oidc-provider (npm), a certified OpenID provider"
+command -v node >/dev/null || { echo "test.sh: node (>= 20) is needed for the oidc-provider acceptance test" >&2; exit 1; }
+cargo build --locked
+PORTCULLIS_BIN="$PWD/target/debug/portcullis" tests/oidc-provider/run.sh
+
 echo "== cargo test"
 cargo test --all-targets --locked "$@"

@@ -81,7 +81,7 @@ async fn callback(
     query: &[(String, String)],
 ) -> Result<Reply, Failure> {
     ensure_provider(oidc).await?;
-    let completed = login::complete(&oidc.provider, oidc.sessions.keys(), query, |name| {
+    let completed = login::complete(&oidc.provider, &oidc.sessions, query, |name| {
         cookies::find(req, name).map(str::to_string)
     })
     .await
@@ -98,7 +98,8 @@ async fn callback(
             CallbackError::ProviderError(_) => {
                 Failure::LoginFailed("The identity provider did not complete the login.")
             }
-            CallbackError::Token(TokenError::Provider(_) | TokenError::Unreachable(_)) => {
+            CallbackError::StoreUnavailable
+            | CallbackError::Token(TokenError::Provider(_) | TokenError::Unreachable(_)) => {
                 Failure::AuthUnavailable
             }
             CallbackError::Token(_) => Failure::LoginFailed(

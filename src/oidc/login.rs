@@ -7,7 +7,7 @@ use super::redirect::SafeRedirect;
 use super::tokens::{self, TokenError, Tokens};
 use crate::session::cookies::{self, CookieSpec};
 use crate::session::crypto::KeyRing;
-use crate::session::now_secs;
+use crate::session::{now_secs, Sessions};
 use openidconnect::core::{CoreAuthPrompt, CoreResponseType};
 use openidconnect::{AuthenticationFlow, CsrfToken, Nonce, PkceCodeChallenge, Scope};
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,8 @@ pub enum CallbackError {
     ProviderError(String),
     #[error("The login could not be completed.")]
     Token(#[from] TokenError),
+    #[error("The session store is unavailable.")]
+    StoreUnavailable,
 }
 
 impl From<super::provider::ProviderError> for CallbackError {
@@ -125,7 +127,7 @@ pub struct Completed {
 /// the code and verifies the ID token.
 pub async fn complete(
     provider: &Provider,
-    keys: &KeyRing,
+    sessions: &Sessions,
     query: &[(String, String)],
     cookie_value: impl Fn(&str) -> Option<String>,
 ) -> Result<Completed, CallbackError> {
@@ -144,7 +146,8 @@ pub async fn complete(
     let state = param("state")?.ok_or(CallbackError::Malformed)?;
     let name = login_cookie_name(state);
     let sealed = cookie_value(&name).ok_or(CallbackError::UnknownAttempt)?;
-    let plain = keys
+    let plain = sessions
+        .keys()
         .open_str(&sealed, name.as_bytes())
         .map_err(|_| CallbackError::UnknownAttempt)?;
     let login: LoginState =
@@ -178,6 +181,15 @@ pub async fn complete(
         ));
     }
     let code = param("code")?.ok_or(CallbackError::Malformed)?;
+    // Each attempt completes once. A replayed callback (even with its cookie) stops here,
+    // before the provider sees the code again and revokes what it issued for it.
+    if !sessions
+        .use_once(&login.state, std::time::Duration::from_secs(LOGIN_TTL_SECS))
+        .await
+        .map_err(|_| CallbackError::StoreUnavailable)?
+    {
+        return Err(CallbackError::UnknownAttempt);
+    }
     let tokens = tokens::exchange_code(provider, code, &login.verifier, &login.nonce).await?;
     Ok(Completed {
         tokens,

@@ -179,10 +179,15 @@ async fn finish(
     previous: Option<&Identity>,
 ) -> Result<Tokens, TokenError> {
     let id_token = response.id_token().cloned();
+    let access_token = response.access_token().secret().clone();
     let identity = match (&id_token, nonce) {
         (None, Some(_)) => return Err(TokenError::NoIdToken),
         (None, None) => None,
-        (Some(t), _) => Some(verify_id_token(provider, state, client, t, nonce).await?),
+        (Some(t), _) => {
+            let mut claims = verify_id_token(provider, state, client, t, nonce).await?;
+            merge_userinfo(provider, state, &access_token, &mut claims).await?;
+            Some(identity_from_claims(&provider.settings, &claims)?)
+        }
     };
     if let (Some(new), Some(old)) = (&identity, previous) {
         if new.sub != old.sub {
@@ -194,21 +199,21 @@ async fn finish(
     Ok(Tokens {
         identity,
         id_token: id_token.map(|t| t.to_string()),
-        access_token: response.access_token().secret().clone(),
+        access_token,
         refresh_token: response.refresh_token().map(|t| t.secret().clone()),
         expires_in: response.expires_in().map(|d| d.as_secs()),
     })
 }
 
 /// Signature (JWKS, re-fetched once on an unknown key), `iss`, `aud`, `azp`, `exp`, `iat`
-/// and, at login, `nonce`.
+/// and, at login, `nonce`. Returns the token's claims.
 async fn verify_id_token(
     provider: &Provider,
     state: &ProviderState,
     client: &Client,
     token: &CoreIdToken,
     nonce: Option<&str>,
-) -> Result<Identity, TokenError> {
+) -> Result<Map<String, Value>, TokenError> {
     let check = |client: &Client| -> Result<(), String> {
         let now = chrono::Utc::now();
         let verifier = client
@@ -245,7 +250,78 @@ async fn verify_id_token(
         let fresh_client = self::client(&provider.settings, &fresh)?;
         check(&fresh_client).map_err(TokenError::InvalidIdToken)?;
     }
-    identity_from_claims(&provider.settings, &payload(&token.to_string())?)
+    payload(&token.to_string())
+}
+
+/// OpenID Connect Core §5.4: with the code flow, certified providers put profile, email and
+/// group claims in the userinfo answer, not the ID token. Its `sub` must be the ID token's
+/// (§5.3.2), or the answer belongs to someone else. Userinfo values complete the ID token's;
+/// the claims that identify the token (`iss`, `aud`, `sub`, `sid`…) are never taken from it.
+async fn merge_userinfo(
+    provider: &Provider,
+    state: &ProviderState,
+    access_token: &str,
+    claims: &mut Map<String, Value>,
+) -> Result<(), TokenError> {
+    let Some(endpoint) = state.metadata.userinfo_endpoint() else {
+        return Ok(());
+    };
+    let response = provider
+        .http
+        .get(endpoint.url().as_str())
+        .bearer_auth(access_token)
+        .header("accept", "application/json")
+        .send()
+        .await;
+    let info: Map<String, Value> = match response {
+        Ok(r) if r.status().is_success() => {
+            let is_json = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/json"));
+            if !is_json {
+                tracing::info!(
+                    "userinfo answered something other than JSON; using the ID token's claims only"
+                );
+                return Ok(());
+            }
+            r.json()
+                .await
+                .map_err(|e| TokenError::InvalidIdToken(format!("userinfo: {e}")))?
+        }
+        Ok(r) => {
+            tracing::warn!(status = %r.status(), "userinfo refused; using the ID token's claims only");
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "userinfo unreachable; using the ID token's claims only");
+            return Ok(());
+        }
+    };
+    if info.get("sub") != claims.get("sub") {
+        return Err(TokenError::InvalidIdToken(
+            "userinfo names another subject".into(),
+        ));
+    }
+    const IDENTIFYING: [&str; 10] = [
+        "iss",
+        "aud",
+        "sub",
+        "sid",
+        "exp",
+        "iat",
+        "nbf",
+        "nonce",
+        "azp",
+        "auth_time",
+    ];
+    for (k, v) in info {
+        if !IDENTIFYING.contains(&k.as_str()) {
+            claims.insert(k, v);
+        }
+    }
+    Ok(())
 }
 
 /// The claims of a JWT whose signature was already verified.

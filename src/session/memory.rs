@@ -65,6 +65,41 @@ impl Inner {
         }
     }
 
+    fn insert(
+        &mut self,
+        capacity: usize,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+        tags: &[String],
+    ) {
+        let now = Instant::now();
+        self.remove(key);
+        self.sweep(now);
+        while self.entries.len() >= capacity {
+            let Some((_, oldest)) = self.by_expiry.first().cloned() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        let expires = now + ttl;
+        self.by_expiry.insert((expires, key.to_string()));
+        for tag in tags {
+            self.tags
+                .entry(tag.clone())
+                .or_default()
+                .insert(key.to_string());
+        }
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                value,
+                expires,
+                tags: tags.to_vec(),
+            },
+        );
+    }
+
     fn sweep(&mut self, now: Instant) {
         while let Some((expires, key)) = self.by_expiry.first().cloned() {
             if expires > now {
@@ -93,39 +128,31 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
         tags: &[String],
     ) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        inner.remove(key);
-        inner.sweep(now);
-        while inner.entries.len() >= self.capacity {
-            let Some((_, oldest)) = inner.by_expiry.first().cloned() else {
-                break;
-            };
-            inner.remove(&oldest);
-        }
-        let expires = now + ttl;
-        inner.by_expiry.insert((expires, key.to_string()));
-        for tag in tags {
-            inner
-                .tags
-                .entry(tag.clone())
-                .or_default()
-                .insert(key.to_string());
-        }
-        inner.entries.insert(
-            key.to_string(),
-            Entry {
-                value,
-                expires,
-                tags: tags.to_vec(),
-            },
-        );
+        self.lock().insert(self.capacity, key, value, ttl, tags);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock().remove(key);
         Ok(())
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner
+            .entries
+            .get(key)
+            .is_some_and(|e| e.expires > Instant::now())
+        {
+            return Ok(false);
+        }
+        inner.insert(self.capacity, key, value, ttl, &[]);
+        Ok(true)
     }
 
     async fn keys_with_tag(&self, tag: &str) -> Result<Vec<String>, StoreError> {

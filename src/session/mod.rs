@@ -148,6 +148,12 @@ impl Sessions {
         Ok(())
     }
 
+    /// Records that `what` (e.g. a login attempt's state) was used; `false` if it already was.
+    pub async fn use_once(&self, what: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = format!("used:{}", store_key(what));
+        self.store.put_if_absent(&key, Vec::new(), ttl).await
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.store.delete(key).await
     }

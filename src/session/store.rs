@@ -24,4 +24,11 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     async fn keys_with_tag(&self, tag: &str) -> Result<Vec<String>, StoreError>;
+    /// Stores `key` only if it is absent; `true` if this call stored it. Atomic.
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
 }

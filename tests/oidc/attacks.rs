@@ -90,7 +90,8 @@ async fn a_replayed_code_is_refused() {
         .await
         .unwrap();
     assert_eq!(first.status(), 302);
-    // Same code, same attempt cookie (an attacker who captured both): the provider refuses.
+    // Same code, same attempt cookie (an attacker who captured both): refused before the
+    // provider sees the code again (which would make it revoke the user's tokens).
     let again = raw
         .get(&cb)
         .header("cookie", &attempt_cookie)
@@ -98,6 +99,8 @@ async fn a_replayed_code_is_refused() {
         .await
         .unwrap();
     assert_eq!(status_and_error(again).await, (400, "login_failed".into()));
+    assert_eq!(stack.idp.counters().token_requests, 1);
+    assert_eq!(stack.idp.active_refresh_tokens(), 1);
 }
 
 #[tokio::test]

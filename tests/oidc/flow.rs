@@ -1,4 +1,5 @@
-use crate::support::oidc::{Browser, Stack};
+use crate::support::idp::IdpConfig;
+use crate::support::oidc::{Browser, Options, Stack};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -295,4 +296,24 @@ async fn front_channel_logout_ends_the_named_session() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn claims_only_at_userinfo_are_used_as_certified_providers_send_them() {
+    let stack = Stack::start_with(Options {
+        idp: IdpConfig {
+            claims_in_id_token: false,
+            ..IdpConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let resp = browser.login(&stack, "/app").await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["headers"]["x-remote-user"], "alice");
+    assert_eq!(body["headers"]["x-remote-groups"], "staff,users");
+    assert_eq!(body["headers"]["x-remote-email"], "alice@example.com");
+    assert!(stack.idp.counters().userinfo_requests >= 1);
 }

@@ -67,6 +67,9 @@ pub struct IdpConfig {
     pub id_token_ttl: Duration,
     /// Issue refresh tokens and accept the `refresh_token` grant.
     pub refresh: bool,
+    /// `false`: profile, email and group claims only at userinfo, as certified providers do
+    /// for the code flow (OpenID Connect Core §5.4).
+    pub claims_in_id_token: bool,
 }
 
 impl Default for IdpConfig {
@@ -80,6 +83,7 @@ impl Default for IdpConfig {
             access_token_ttl: Duration::from_secs(300),
             id_token_ttl: Duration::from_secs(300),
             refresh: true,
+            claims_in_id_token: true,
         }
     }
 }
@@ -785,6 +789,19 @@ fn issue_tokens(
         "name": user.name,
         "groups": user.groups,
     });
+    if !st.cfg.claims_in_id_token {
+        if let Some(map) = id_claims.as_object_mut() {
+            for k in [
+                "preferred_username",
+                "email",
+                "email_verified",
+                "name",
+                "groups",
+            ] {
+                map.remove(k);
+            }
+        }
+    }
     if let Some(nonce) = nonce {
         id_claims["nonce"] = json!(nonce);
     }

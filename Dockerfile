@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
 # Portcullis container image.
 #   docker build -t portcullis .
-#   docker run --rm -p 8080:8080 -p 8443:8443 -p 9090:9090 \
-#     -v "$PWD/my-conf:/etc/portcullis:ro" portcullis
-# The shipped conf/ is baked into /etc/portcullis; mount your own over it in production.
+#   docker run --rm -p 8080:8080 -e OIDC_CLIENT_SECRET -e SESSION_KEY portcullis
+#   docker run --rm -e OIDC_CLIENT_SECRET=x -e SESSION_KEY="$(openssl rand -base64 32)" \
+#     portcullis check --config /etc/portcullis/portcullis.yaml
+# The shipped conf/ (the workstation example) is baked into /etc/portcullis; in production
+# mount your own config directory over it (-v "$PWD/my-conf:/etc/portcullis:ro").
 
 # ---- build ------------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
@@ -25,13 +27,8 @@ RUN cargo fetch --locked
 
 COPY src/ src/
 COPY conf/ conf/
-# plugins/ may be absent from a fresh checkout while it holds no file (git keeps no empty
-# directories). A wildcard source that matches nothing is not an error for BuildKit, and the
-# mkdir makes sure the runtime stage always has a directory to copy.
-COPY plugin[s] plugins/
-
-RUN mkdir -p plugins \
- && cargo build --release --locked
+COPY plugins/ plugins/
+RUN cargo build --release --locked
 
 # ---- runtime ----------------------------------------------------------------------------
 FROM debian:bookworm-slim

@@ -223,6 +223,9 @@ pub struct SessionSettings {
     pub max_lifetime: Duration,
     pub inactivity_timeout: Duration,
     pub max_sessions: usize,
+    /// How long a replica may answer from its in-process copy of a session.
+    pub cache_ttl: Duration,
+    pub cache_capacity: usize,
 }
 
 impl Default for SessionSettings {
@@ -235,6 +238,8 @@ impl Default for SessionSettings {
             max_lifetime: Duration::from_secs(10 * 3600),
             inactivity_timeout: Duration::from_secs(3600),
             max_sessions: 100_000,
+            cache_ttl: Duration::from_secs(5),
+            cache_capacity: 10_000,
         }
     }
 }

@@ -113,8 +113,10 @@ async fn callback(
         ));
     };
     // A new login never continues an old session (session fixation).
-    if let Some(old) = cookies::find(req, oidc.cookie_name()) {
-        let _ = oidc.sessions.delete(&crate::session::store_key(old)).await;
+    if let Some(old) =
+        cookies::find(req, oidc.cookie_name()).and_then(crate::session::store_key_of_cookie)
+    {
+        let _ = oidc.sessions.delete(&old).await;
     }
     let now = now_secs();
     let settings = &oidc.sessions.settings;
@@ -174,10 +176,12 @@ async fn logout(
             tracing::info!(user = %s.data.user, "logout");
             id_token_hint = Some(s.data.id_token.clone());
         }
-        oidc.sessions
-            .delete(&crate::session::store_key(cookie))
-            .await
-            .map_err(|_| Failure::AuthUnavailable)?;
+        if let Some(key) = crate::session::store_key_of_cookie(cookie) {
+            oidc.sessions
+                .delete(&key)
+                .await
+                .map_err(|_| Failure::AuthUnavailable)?;
+        }
     }
     let clear = cookies::clear_cookie(
         oidc.cookie_name(),
@@ -242,7 +246,7 @@ async fn frontchannel_logout(
     }
     let ended = oidc
         .sessions
-        .delete_tagged(&format!("sid:{sid}"))
+        .delete_all(crate::session::Tagged::Sid(sid))
         .await
         .map_err(|_| Failure::AuthUnavailable)?;
     tracing::info!(sessions = ended, "front-channel logout");

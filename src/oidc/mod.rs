@@ -20,6 +20,12 @@ use tokens::Identity;
 
 /// Refresh when the access token has less than this left, so it does not expire in flight.
 const REFRESH_MARGIN_SECS: u64 = 30;
+/// The refresh lock outlives a slow token endpoint (10 s client timeout) but not much more, so
+/// a replica that died holding it does not block the session for long.
+const REFRESH_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a request waits for another replica's refresh before giving up with 503.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
+const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 pub struct Oidc {
     pub provider: Provider,
@@ -114,37 +120,74 @@ impl Oidc {
     }
 
     /// Refreshes the session's tokens (refresh-token grant). `force`: even if not near expiry.
-    /// Ends the session (returns `None`) when the provider refuses.
+    /// Exactly one request on one replica talks to the provider (a store lock); the others
+    /// wait for it and use its result, so a rotating refresh token is used once. Ends the
+    /// session (returns `None`) when the provider refuses.
     pub async fn refresh_session(
         &self,
         session: Session,
         force: bool,
     ) -> Result<Option<Session>, AuthError> {
-        let lock = {
+        let handle = session.handle();
+        let seen_refresh = session.data.refreshed_at;
+        let local = {
             let mut map = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(session.key.clone()).or_default().clone()
+            map.entry(handle.key.clone()).or_default().clone()
         };
-        let _guard = lock.lock().await;
-        // Another request may have refreshed while we waited: use its result.
-        let Some(mut current) = self.sessions.load_key(&session.key).await? else {
-            return Ok(None);
-        };
-        let result = if force || needs_refresh(&current) {
-            self.do_refresh(&mut current).await
-        } else {
-            Ok(true)
-        };
+        let result = async {
+            let _local = local.lock().await;
+            let lock_name = format!("refresh:{}", handle.key);
+            let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+            loop {
+                if let Some(token) = self
+                    .sessions
+                    .store()
+                    .try_lock(&lock_name, REFRESH_LOCK_TTL)
+                    .await?
+                {
+                    let outcome = self.refresh_locked(&handle, force, seen_refresh).await;
+                    let _ = self.sessions.store().unlock(&lock_name, &token).await;
+                    return outcome;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!("gave up waiting for another replica's token refresh");
+                    return Err(AuthError::Provider);
+                }
+                tokio::time::sleep(REFRESH_POLL).await;
+            }
+        }
+        .await;
         self.refreshing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&session.key);
-        match result {
-            Ok(true) => Ok(Some(current)),
-            Ok(false) => {
-                self.sessions.delete(&current.key).await?;
-                Ok(None)
-            }
-            Err(e) => Err(e),
+            .remove(&handle.key);
+        result
+    }
+
+    async fn refresh_locked(
+        &self,
+        handle: &crate::session::SessionHandle,
+        force: bool,
+        seen_refresh: Option<u64>,
+    ) -> Result<Option<Session>, AuthError> {
+        // The freshest copy: another replica may have refreshed while we waited for the lock.
+        let Some(mut current) = self.sessions.load_handle(handle, false).await? else {
+            return Ok(None);
+        };
+        let refreshed_meanwhile = current.data.refreshed_at != seen_refresh;
+        let wanted = if force {
+            !refreshed_meanwhile
+        } else {
+            needs_refresh(&current)
+        };
+        if !wanted {
+            return Ok(Some(current));
+        }
+        if self.do_refresh(&mut current).await? {
+            Ok(Some(current))
+        } else {
+            self.sessions.delete(&current.key).await?;
+            Ok(None)
         }
     }
 
@@ -173,7 +216,7 @@ impl Oidc {
                 d.access_expires_at = t.expires_in.map(|s| now + s);
                 d.refreshed_at = Some(now);
                 d.last_seen = now;
-                self.sessions.save(&session.key, &session.data).await?;
+                self.sessions.save(session).await?;
                 Ok(true)
             }
             Err(tokens::TokenError::Unreachable(e)) => {

@@ -96,13 +96,24 @@ pub enum OpenError {
 struct RingKey {
     id: [u8; KEY_ID_LEN],
     cipher: XChaCha20Poly1305,
+    /// A separate key for keyed digests, derived so that a digest reveals nothing about the
+    /// encryption key.
+    mac_key: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl RingKey {
     fn new(key: &[u8; KEY_LEN]) -> RingKey {
+        let mut mac_key = Zeroizing::new([0u8; KEY_LEN]);
+        mac_key.copy_from_slice(
+            &Sha256::new()
+                .chain_update(b"portcullis digest key")
+                .chain_update(key)
+                .finalize(),
+        );
         RingKey {
             id: key_id(key),
             cipher: XChaCha20Poly1305::new(key.into()),
+            mac_key,
         }
     }
 }
@@ -277,6 +288,40 @@ impl KeyRing {
     fn keys(&self) -> impl Iterator<Item = &RingKey> {
         std::iter::once(&self.sealing).chain(&self.opening_only)
     }
+
+    /// A ring of exactly this key (a per-session data key).
+    pub fn from_key(key: &[u8; KEY_LEN]) -> KeyRing {
+        KeyRing {
+            sealing: RingKey::new(key),
+            opening_only: Vec::new(),
+        }
+    }
+
+    /// HMAC-SHA-256 of `value` under the sealing key, hex: an index name (`user:alice`) that
+    /// can be looked up by whoever holds the key but reads as noise in a store dump.
+    pub fn digest(&self, value: &str) -> String {
+        digest_with(&self.sealing, value)
+    }
+
+    /// The digest under every key of the ring, sealing key first (lookups across a rotation).
+    pub fn digests(&self, value: &str) -> Vec<String> {
+        self.keys().map(|k| digest_with(k, value)).collect()
+    }
+}
+
+fn digest_with(key: &RingKey, value: &str) -> String {
+    use hmac::Mac as _;
+    let Ok(mut mac) = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key.mac_key.as_slice())
+    else {
+        // HMAC accepts keys of any length; this branch cannot be taken.
+        return String::new();
+    };
+    mac.update(value.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn header(id: [u8; KEY_ID_LEN]) -> [u8; HEADER_LEN] {

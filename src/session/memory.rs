@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub struct MemoryStore {
     capacity: usize,
     inner: Mutex<Inner>,
+    invalidations: tokio::sync::broadcast::Sender<String>,
 }
 
 #[derive(Default)]
@@ -32,11 +33,26 @@ impl MemoryStore {
         MemoryStore {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner::default()),
+            invalidations: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
     pub fn len(&self) -> usize {
         self.lock().entries.len()
+    }
+
+    /// Every stored value, for tests that prove nothing is kept in clear.
+    pub fn dump(&self) -> Vec<Vec<u8>> {
+        let inner = self.lock();
+        inner
+            .entries
+            .iter()
+            .flat_map(|(k, e)| {
+                [k.clone().into_bytes(), e.value.clone()]
+                    .into_iter()
+                    .chain(e.tags.iter().map(|t| t.clone().into_bytes()))
+            })
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -162,6 +178,41 @@ impl SessionStore for MemoryStore {
             .get(tag)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let taken = self
+            .put_if_absent(&format!("lock:{name}"), token.clone().into_bytes(), ttl)
+            .await?;
+        Ok(taken.then_some(token))
+    }
+
+    async fn unlock(&self, name: &str, token: &str) -> Result<(), StoreError> {
+        let key = format!("lock:{name}");
+        let mut inner = self.lock();
+        if inner
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.value == token.as_bytes())
+        {
+            inner.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn publish_invalidation(&self, key: &str) -> Result<(), StoreError> {
+        // No receiver is not an error: nothing is cached anywhere yet.
+        let _ = self.invalidations.send(key.to_string());
+        Ok(())
+    }
+
+    fn invalidations(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.invalidations.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

@@ -1,9 +1,13 @@
-//! Sessions: random ids in an HttpOnly cookie, sealed data in a store.
+//! Sessions: a random id and a per-session data key in an HttpOnly cookie; sealed data in a
+//! store shared by every replica; decrypted sessions cached briefly in process.
 //!
-//! The cookie carries 256 random bits. The store key is SHA-256 of them, so the store (and
-//! anyone who can read it) never learns a usable cookie value, and the stored bytes are sealed
-//! with AEAD bound to that key, so they cannot be read or moved to another session either.
+//! The cookie is `<id>.<sealed data key>`. The store key is SHA-256 of the id, so the store
+//! never learns a usable cookie; the data is sealed with the session's own data key, which
+//! only the cookie holds (itself sealed with the configured key): a dump of the store alone,
+//! even together with the configured key, reveals nothing. Index tags (`user:…`, `sid:…`) are
+//! keyed digests for the same reason.
 
+pub mod cache;
 pub mod cookies;
 pub mod crypto;
 pub mod memory;
@@ -11,12 +15,14 @@ pub mod store;
 
 use crate::config::SessionSettings;
 use base64::Engine;
+use cache::Cache;
 use crypto::KeyRing;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::{SessionStore, StoreError};
+use zeroize::Zeroizing;
 
 /// What we keep about a login. Sealed before it reaches any store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,40 +45,61 @@ pub struct SessionData {
     pub refreshed_at: Option<u64>,
 }
 
-impl SessionData {
-    fn tags(&self) -> Vec<String> {
-        let mut tags = vec![format!("user:{}", self.user)];
-        if let Some(sid) = &self.sid {
-            tags.push(format!("sid:{sid}"));
-        }
-        tags
-    }
-}
-
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// A session found from a cookie.
-#[derive(Debug, Clone)]
+/// A live session, with what it takes to read and rewrite it.
+#[derive(Clone)]
 pub struct Session {
     pub key: String,
     pub data: SessionData,
+    data_key: Arc<Zeroizing<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("key", &self.key)
+            .field("user", &self.data.user)
+            .finish()
+    }
+}
+
+impl Session {
+    /// A handle that can re-read this session later (tunnel checks, refresh).
+    pub fn handle(&self) -> SessionHandle {
+        SessionHandle {
+            key: self.key.clone(),
+            data_key: self.data_key.clone(),
+        }
+    }
+}
+
+/// Store key plus data key: enough to load a session without its cookie.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub key: String,
+    data_key: Arc<Zeroizing<[u8; 32]>>,
 }
 
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
     keys: KeyRing,
+    cache: Cache,
     pub settings: SessionSettings,
 }
+
+const COOKIE_ID_LEN: usize = 43;
 
 impl Sessions {
     pub fn new(store: Arc<dyn SessionStore>, keys: KeyRing, settings: SessionSettings) -> Sessions {
         Sessions {
             store,
             keys,
+            cache: Cache::new(settings.cache_ttl, settings.cache_capacity),
             settings,
         }
     }
@@ -81,59 +108,123 @@ impl Sessions {
         &self.keys
     }
 
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
     /// Stores a new session; returns the cookie value.
     pub async fn create(&self, data: &SessionData) -> Result<String, StoreError> {
         let id: [u8; 32] = rand::random();
-        let cookie = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
-        let key = store_key(&cookie);
-        self.save(&key, data).await?;
-        Ok(cookie)
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
+        let key = store_key(&id);
+        let data_key: Zeroizing<[u8; 32]> = Zeroizing::new(rand::random());
+        let sealed_key = self
+            .keys
+            .seal_to_string(data_key.as_slice(), key.as_bytes());
+        let session = Session {
+            key,
+            data: data.clone(),
+            data_key: Arc::new(data_key),
+        };
+        self.save(&session).await?;
+        Ok(format!("{id}.{sealed_key}"))
     }
 
     /// The live session behind a cookie value; `Ok(None)` for anything unknown, malformed,
     /// forged, expired or idle too long.
     pub async fn load(&self, cookie: &str) -> Result<Option<Session>, StoreError> {
-        if cookie.len() != 43
-            || base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(cookie)
-                .is_err()
-        {
+        let Some(handle) = self.handle_of(cookie) else {
             return Ok(None);
-        }
-        let key = store_key(cookie);
-        self.load_key(&key).await
+        };
+        self.load_handle(&handle, true).await
     }
 
-    pub async fn load_key(&self, key: &str) -> Result<Option<Session>, StoreError> {
-        let Some(sealed) = self.store.get(key).await? else {
-            return Ok(None);
-        };
-        let Ok(plain) = self.keys.open(&sealed, key.as_bytes()) else {
-            tracing::warn!(
-                "a stored session failed to open (forged, or sealed with a retired key)"
-            );
-            return Ok(None);
-        };
-        let Ok(data) = serde_json::from_slice::<SessionData>(&plain) else {
-            return Ok(None);
+    /// Opens the cookie without touching the store.
+    pub fn handle_of(&self, cookie: &str) -> Option<SessionHandle> {
+        let (id, sealed_key) = cookie.split_once('.')?;
+        if id.len() != COOKIE_ID_LEN
+            || base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(id)
+                .is_err()
+        {
+            return None;
+        }
+        let key = store_key(id);
+        let raw = Zeroizing::new(self.keys.open_str(sealed_key, key.as_bytes()).ok()?);
+        let data_key: [u8; 32] = raw.as_slice().try_into().ok()?;
+        Some(SessionHandle {
+            key,
+            data_key: Arc::new(Zeroizing::new(data_key)),
+        })
+    }
+
+    /// `cached`: whether a recent in-process copy may answer (false when the freshest state
+    /// matters, e.g. right after waiting for another replica's refresh).
+    pub async fn load_handle(
+        &self,
+        handle: &SessionHandle,
+        cached: bool,
+    ) -> Result<Option<Session>, StoreError> {
+        let data = match self.cache.get(&handle.key).filter(|_| cached) {
+            Some(data) => data,
+            None => {
+                let Some(sealed) = self.store.get(&handle.key).await? else {
+                    self.cache.remove(&handle.key);
+                    return Ok(None);
+                };
+                let ring = KeyRing::from_key(&handle.data_key);
+                let Ok(plain) = ring.open(&sealed, handle.key.as_bytes()) else {
+                    tracing::warn!("a stored session failed to open with its cookie's key (forged or mixed up)");
+                    return Ok(None);
+                };
+                let Ok(data) = serde_json::from_slice::<SessionData>(&plain) else {
+                    return Ok(None);
+                };
+                self.cache.put(&handle.key, &data);
+                data
+            }
         };
         let now = now_secs();
         let idle = now.saturating_sub(data.last_seen) > self.settings.inactivity_timeout.as_secs();
         if now >= data.ends_at || idle {
-            let _ = self.store.delete(key).await;
+            let _ = self.delete(&handle.key).await;
             return Ok(None);
         }
         Ok(Some(Session {
-            key: key.to_string(),
+            key: handle.key.clone(),
             data,
+            data_key: handle.data_key.clone(),
         }))
     }
 
-    pub async fn save(&self, key: &str, data: &SessionData) -> Result<(), StoreError> {
-        let plain = serde_json::to_vec(data).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let sealed = self.keys.seal(&plain, key.as_bytes());
+    pub async fn save(&self, session: &Session) -> Result<(), StoreError> {
+        let data = &session.data;
+        let plain = Zeroizing::new(
+            serde_json::to_vec(data).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        );
+        let sealed = KeyRing::from_key(&session.data_key).seal(&plain, session.key.as_bytes());
         let ttl = Duration::from_secs(data.ends_at.saturating_sub(now_secs()).max(1));
-        self.store.put(key, sealed, ttl, &data.tags()).await
+        self.store
+            .put(&session.key, sealed, ttl, &self.tags(data))
+            .await?;
+        self.cache.put(&session.key, data);
+        self.store.publish_invalidation(&session.key).await
+    }
+
+    fn tags(&self, data: &SessionData) -> Vec<String> {
+        let mut tags = vec![self.user_tag(&data.user)];
+        if let Some(sid) = &data.sid {
+            tags.push(self.keys.digest(&format!("sid:{sid}")));
+        }
+        tags
+    }
+
+    fn user_tag(&self, user: &str) -> String {
+        self.keys.digest(&format!("user:{user}"))
     }
 
     /// Marks the session as used; written at most once a minute (or a tenth of the inactivity
@@ -143,7 +234,7 @@ impl Sessions {
         let step = (self.settings.inactivity_timeout.as_secs() / 10).clamp(1, 60);
         if now.saturating_sub(session.data.last_seen) >= step {
             session.data.last_seen = now;
-            self.save(&session.key, &session.data).await?;
+            self.save(session).await?;
         }
         Ok(())
     }
@@ -154,24 +245,55 @@ impl Sessions {
         self.store.put_if_absent(&key, Vec::new(), ttl).await
     }
 
+    /// Ends a session on every replica.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.delete(key).await
+        self.cache.remove(key);
+        self.store.delete(key).await?;
+        self.store.publish_invalidation(key).await
     }
 
-    /// Ends every session carrying `tag` (`sid:…` or `user:…`); returns how many.
-    pub async fn delete_tagged(&self, tag: &str) -> Result<usize, StoreError> {
-        let keys = self.store.keys_with_tag(tag).await?;
+    /// Store keys of the sessions of a provider session (`sid`) or of a user, under every key
+    /// of the ring (sessions written before a key rotation included).
+    pub async fn keys_of(&self, what: Tagged<'_>) -> Result<Vec<String>, StoreError> {
+        let value = match what {
+            Tagged::Sid(sid) => format!("sid:{sid}"),
+            Tagged::User(user) => format!("user:{user}"),
+        };
+        let mut keys = Vec::new();
+        for tag in self.keys.digests(&value) {
+            keys.extend(self.store.keys_with_tag(&tag).await?);
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Ends every session of a provider session or a user; returns how many.
+    pub async fn delete_all(&self, what: Tagged<'_>) -> Result<usize, StoreError> {
+        let keys = self.keys_of(what).await?;
         for k in &keys {
-            self.store.delete(k).await?;
+            self.delete(k).await?;
         }
         Ok(keys.len())
     }
 }
 
-/// Hex SHA-256 of the cookie value.
-pub fn store_key(cookie: &str) -> String {
-    let digest = Sha256::digest(cookie.as_bytes());
+pub enum Tagged<'a> {
+    Sid(&'a str),
+    User(&'a str),
+}
+
+/// Hex SHA-256 of the cookie's id part.
+pub fn store_key(id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The store key behind a cookie value, without opening anything (logout of a session whose
+/// data key no longer opens must still delete it).
+pub fn store_key_of_cookie(cookie: &str) -> Option<String> {
+    let id = cookie.split('.').next()?;
+    (id.len() == COOKIE_ID_LEN).then(|| store_key(id))
 }
 
 #[cfg(test)]
@@ -210,18 +332,22 @@ mod tests {
     async fn round_trip_and_rejections() {
         let s = sessions();
         let cookie = s.create(&data()).await.unwrap();
-        assert_eq!(cookie.len(), 43);
         assert_eq!(s.load(&cookie).await.unwrap().unwrap().data, data());
+        let (id, key) = cookie.split_once('.').unwrap();
+        let other = s.create(&data()).await.unwrap();
+        let (_, other_key) = other.split_once('.').unwrap();
         for bad in [
-            "",
-            "x",
-            &cookie[1..],
-            "A".repeat(43).as_str(),
-            "!".repeat(43).as_str(),
+            String::new(),
+            "x".into(),
+            id.to_string(),
+            format!("{id}.{other_key}"),
+            format!("{}.{key}", "A".repeat(43)),
+            format!("{}x.{key}", &id[1..]),
+            format!("{id}.{}", &key[1..]),
         ] {
-            assert!(s.load(bad).await.unwrap().is_none(), "{bad}");
+            assert!(s.load(&bad).await.unwrap().is_none(), "{bad}");
         }
-        assert_eq!(s.delete_tagged("sid:sid-1").await.unwrap(), 1);
+        assert_eq!(s.delete_all(Tagged::Sid("sid-1")).await.unwrap(), 2);
         assert!(s.load(&cookie).await.unwrap().is_none());
     }
 
@@ -236,5 +362,26 @@ mod tests {
         d.last_seen = now_secs() - 3601;
         let c = s.create(&d).await.unwrap();
         assert!(s.load(&c).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_store_holds_no_claim_or_token_in_clear() {
+        let store = Arc::new(MemoryStore::new(100));
+        let s = Sessions::new(
+            store.clone(),
+            KeyRing::generate(),
+            SessionSettings::default(),
+        );
+        s.create(&data()).await.unwrap();
+        let dump = store.dump();
+        assert!(!dump.is_empty());
+        for needle in ["alice", "sid-1", "idt", "\"at\""] {
+            assert!(
+                !dump
+                    .iter()
+                    .any(|entry| String::from_utf8_lossy(entry).contains(needle)),
+                "{needle}"
+            );
+        }
     }
 }

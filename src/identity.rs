@@ -144,7 +144,7 @@ mod tests {
         let auth = Authenticated {
             identity: alice(&["a", "b"]),
             access_token: "t".into(),
-            session_key: None,
+            session: None,
         };
         inject_identity(&mut req, &names, Some(&auth)).unwrap();
         assert_eq!(req.headers["x-user"], "alice");

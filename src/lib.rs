@@ -19,4 +19,5 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod tunnels;
 pub mod upstreams;

@@ -10,6 +10,7 @@ use crate::pages::{self, Failure};
 use crate::request_id;
 use crate::router::RouteIndex;
 use crate::runtime::{Runtime, SharedRuntime};
+use crate::tunnels::{Tunnel, Tunnels};
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -22,11 +23,16 @@ use std::time::Instant;
 pub struct Portcullis {
     runtime: SharedRuntime,
     oidc: Option<Arc<Oidc>>,
+    tunnels: Arc<Tunnels>,
 }
 
 impl Portcullis {
-    pub fn new(runtime: SharedRuntime, oidc: Option<Arc<Oidc>>) -> Self {
-        Portcullis { runtime, oidc }
+    pub fn new(runtime: SharedRuntime, oidc: Option<Arc<Oidc>>, tunnels: Arc<Tunnels>) -> Self {
+        Portcullis {
+            runtime,
+            oidc,
+            tunnels,
+        }
     }
 }
 
@@ -45,6 +51,8 @@ pub struct Ctx {
     failure: Option<Failure>,
     /// The verified identity the request speaks for, on protected routes.
     auth: Option<Authenticated>,
+    /// Registration of this request's WebSocket tunnel, if it opened one.
+    tunnel: Option<u64>,
 }
 
 impl Ctx {
@@ -72,6 +80,7 @@ impl ProxyHttp for Portcullis {
             backend: None,
             failure: None,
             auth: None,
+            tunnel: None,
         }
     }
 
@@ -298,7 +307,52 @@ impl ProxyHttp for Portcullis {
         }
     }
 
+    async fn connected_to_upstream(
+        &self,
+        session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        let websocket = match (&ctx.runtime, ctx.route) {
+            (Some(rt), Some(route)) => rt.router.route(route).websocket,
+            _ => false,
+        };
+        if !(websocket && session.is_upgrade_req()) {
+            return Ok(());
+        }
+        let socket = digest.and_then(|d| d.socket_digest.as_ref());
+        let local = socket
+            .and_then(|s| s.local_addr())
+            .and_then(|a| a.as_inet())
+            .copied();
+        let peer = socket
+            .and_then(|s| s.peer_addr())
+            .and_then(|a| a.as_inet())
+            .copied();
+        if let (Some(local), Some(peer)) = (local, peer) {
+            let desktop = match &ctx.target {
+                Some(Target::Desktop(d)) => Some(d.spec.id.clone()),
+                _ => None,
+            };
+            ctx.tunnel = Some(self.tunnels.register(Tunnel {
+                session: ctx.auth.as_ref().and_then(|a| a.session.clone()),
+                desktop,
+                user: ctx.auth.as_ref().map(|a| a.identity.user.clone()),
+                fd,
+                local,
+                peer,
+            }));
+        }
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(id) = ctx.tunnel.take() {
+            self.tunnels.unregister(id);
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         tracing::info!(

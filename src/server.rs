@@ -7,6 +7,8 @@ use crate::oidc::provider::ProviderWatch;
 use crate::oidc::Oidc;
 use crate::proxy::Portcullis;
 use crate::runtime::{Runtime, SharedRuntime};
+use crate::session::watch::SessionWatch;
+use crate::tunnels::Tunnels;
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -34,9 +36,10 @@ pub fn run(config: Config, options: RunOptions) -> ! {
     server.bootstrap();
 
     let oidc = Oidc::from_config(&config).map(Arc::new);
+    let tunnels = Arc::new(Tunnels::default());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Portcullis::new(runtime.clone(), oidc.clone()),
+        Portcullis::new(runtime.clone(), oidc.clone(), tunnels.clone()),
         "portcullis",
     );
     for listener in &config.listeners {
@@ -50,7 +53,11 @@ pub fn run(config: Config, options: RunOptions) -> ! {
     if let Some(oidc) = oidc {
         server.add_service(background_service(
             "identity provider",
-            ProviderWatch { oidc },
+            ProviderWatch { oidc: oidc.clone() },
+        ));
+        server.add_service(background_service(
+            "sessions",
+            SessionWatch { oidc, tunnels },
         ));
     }
     tracing::info!(

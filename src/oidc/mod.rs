@@ -39,8 +39,8 @@ pub struct Oidc {
 pub struct Authenticated {
     pub identity: Identity,
     pub access_token: String,
-    /// Store key of the session; `None` for a bearer token.
-    pub session_key: Option<String>,
+    /// The session; `None` for a bearer token.
+    pub session: Option<crate::session::SessionHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,11 @@ impl Oidc {
         if needs_refresh(&session) {
             return self.refresh_session(session, false).await;
         }
-        self.sessions.touch(&mut session).await?;
+        // Losing one activity mark is harmless; refusing a valid session because the store
+        // blinked is not (cached sessions keep working during an outage).
+        if let Err(e) = self.sessions.touch(&mut session).await {
+            tracing::debug!(error = %e, "could not record session activity");
+        }
         Ok(Some(session))
     }
 
@@ -102,7 +106,7 @@ impl Oidc {
                     Ok(identity) => Some(Authenticated {
                         identity,
                         access_token: token.to_string(),
-                        session_key: None,
+                        session: None,
                     }),
                     Err(tokens::TokenError::Provider(_)) => return Err(AuthError::Provider),
                     Err(e) => {
@@ -115,7 +119,7 @@ impl Oidc {
         Ok(self.session_of(req).await?.map(|s| Authenticated {
             identity: identity_of(&s),
             access_token: s.data.access_token.clone(),
-            session_key: Some(s.key),
+            session: Some(s.handle()),
         }))
     }
 

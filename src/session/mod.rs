@@ -12,6 +12,7 @@ pub mod cookies;
 pub mod crypto;
 pub mod memory;
 pub mod store;
+pub mod watch;
 
 use crate::config::SessionSettings;
 use base64::Engine;
@@ -83,6 +84,14 @@ impl Session {
 pub struct SessionHandle {
     pub key: String,
     data_key: Arc<Zeroizing<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct Sessions {

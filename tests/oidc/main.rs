@@ -7,3 +7,4 @@ mod support;
 mod attacks;
 mod flow;
 mod policy;
+mod tunnels;

@@ -3,6 +3,7 @@
 //! Data flows one way: `config` (files) → `runtime` (a compiled, immutable snapshot) →
 //! `proxy` (the request phases, which only read the snapshot) → the response.
 
+pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod forwarding;
@@ -14,6 +15,7 @@ pub mod oidc;
 pub mod pages;
 pub mod path;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod router;
 pub mod runtime;

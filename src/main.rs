@@ -1,4 +1,7 @@
-//! The `portcullis` command: `run` the proxy, `check` a config (like `nginx -t`).
+//! The `portcullis` command: `run` the proxy, `check` a config (like `nginx -t`), and
+//! `sessions` for operators.
+// The redis client's futures nest deeper than the compiler's default layout limit.
+#![recursion_limit = "256"]
 
 use clap::{Parser, Subcommand};
 use portcullis::config;
@@ -34,6 +37,31 @@ enum Command {
         #[arg(short, long, default_value = "conf/portcullis.yaml")]
         config: PathBuf,
     },
+    /// Find and end sessions in the shared session store (needs `session.store: redis` and the
+    /// proxies' `session.key`). A revocation reaches every replica within a second and closes
+    /// the session's desktop tunnels.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+        #[arg(short, long, default_value = "conf/portcullis.yaml", global = true)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsAction {
+    /// Print the session ids (store keys) of a user's live sessions, one per line.
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// End a user's sessions, or one session by id, on every replica.
+    Revoke {
+        #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+        user: Option<String>,
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +85,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Sessions {
+            action,
+            config: path,
+        } => sessions(action, &path),
         Command::Run {
             config: path,
             upgrade,
@@ -75,5 +107,54 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn sessions(action: SessionsAction, path: &std::path::Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match action {
+            SessionsAction::List { user } => {
+                portcullis::admin::list(&config, &user).await.map(|keys| {
+                    for k in &keys {
+                        println!("{k}");
+                    }
+                    eprintln!("{} session(s) of {user}", keys.len());
+                })
+            }
+            SessionsAction::Revoke { user, id } => {
+                // clap requires one of the two; an empty id is refused as malformed.
+                let what = match (&user, &id) {
+                    (Some(u), _) => portcullis::admin::Revoke::User(u),
+                    (None, i) => portcullis::admin::Revoke::Id(i.as_deref().unwrap_or("")),
+                };
+                portcullis::admin::revoke(&config, what)
+                    .await
+                    .map(|n| println!("revoked {n} session(s)"))
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis sessions: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

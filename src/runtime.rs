@@ -20,18 +20,38 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn build(config: &Config) -> Runtime {
+    /// Compiles a config. `previous`: the snapshot it replaces, whose unchanged pools are
+    /// kept as they are (balancer state, health, schedules) and whose changed pools hand
+    /// their health state over.
+    pub fn build(config: &Config, previous: Option<&Runtime>) -> Runtime {
         let pools: HashMap<String, Arc<Pool>> = config
             .upstreams
             .pools
             .iter()
-            .map(|spec| (spec.name.clone(), Arc::new(Pool::build(spec))))
+            .map(|spec| {
+                let before = previous.and_then(|p| p.pools.get(&spec.name));
+                let pool = match before {
+                    Some(p) if p.spec == *spec => p.clone(),
+                    other => Arc::new(Pool::build(spec, other.map(|p| p.as_ref()))),
+                };
+                (spec.name.clone(), pool)
+            })
             .collect();
         let desktops = config
             .upstreams
             .desktops
             .iter()
-            .map(|d| (d.id.clone(), Arc::new(Desktop { spec: d.clone() })))
+            .map(|d| {
+                let before = previous
+                    .and_then(|p| p.desktops.get(&d.id))
+                    .filter(|p| p.spec == *d);
+                (
+                    d.id.clone(),
+                    before
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Desktop { spec: d.clone() })),
+                )
+            })
             .collect();
         let router = Router::new(config.routes.clone());
         let route_pools = router

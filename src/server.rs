@@ -6,6 +6,7 @@ use crate::health::HealthChecks;
 use crate::oidc::provider::ProviderWatch;
 use crate::oidc::Oidc;
 use crate::proxy::Portcullis;
+use crate::reload::Reloader;
 use crate::runtime::{Runtime, SharedRuntime};
 use crate::session::watch::SessionWatch;
 use crate::tunnels::Tunnels;
@@ -22,7 +23,7 @@ pub struct RunOptions {
 }
 
 pub fn run(config: Config, options: RunOptions) -> ! {
-    let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(Runtime::build(&config)));
+    let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(Runtime::build(&config, None)));
     let mut server = Server::new_with_opt_and_conf(
         Opt {
             upgrade: options.upgrade,
@@ -35,7 +36,13 @@ pub fn run(config: Config, options: RunOptions) -> ! {
     );
     server.bootstrap();
 
-    let oidc = Oidc::from_config(&config).map(Arc::new);
+    let oidc = match Oidc::from_config(&config) {
+        Ok(oidc) => oidc.map(Arc::new),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the session store");
+            std::process::exit(1);
+        }
+    };
     let tunnels = Arc::new(Tunnels::default());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -48,7 +55,9 @@ pub fn run(config: Config, options: RunOptions) -> ! {
     server.add_service(proxy);
     server.add_service(background_service(
         "health checks",
-        HealthChecks { runtime },
+        HealthChecks {
+            runtime: runtime.clone(),
+        },
     ));
     if let Some(oidc) = oidc {
         server.add_service(background_service(
@@ -57,9 +66,14 @@ pub fn run(config: Config, options: RunOptions) -> ! {
         ));
         server.add_service(background_service(
             "sessions",
-            SessionWatch { oidc, tunnels },
+            SessionWatch {
+                oidc,
+                tunnels: tunnels.clone(),
+            },
         ));
     }
+    let reloader = Reloader::new(config.clone(), runtime.clone(), tunnels);
+    server.add_service(background_service("config reload", reloader));
     tracing::info!(
         config = %config.path.display(),
         listeners = ?config.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),

@@ -31,7 +31,10 @@ enum Balancer {
 }
 
 impl Pool {
-    pub fn build(spec: &PoolSpec) -> Pool {
+    /// Builds a pool. With `previous` (the pool of the same name before a reload) whose
+    /// health check is configured the same, its health state is carried over, so unchanged
+    /// backends keep their up/down status instead of flapping.
+    pub fn build(spec: &PoolSpec, previous: Option<&Pool>) -> Pool {
         let backends: BTreeSet<Backend> = spec
             .backends
             .iter()
@@ -41,10 +44,19 @@ impl Pool {
                 ext: Default::default(),
             })
             .collect();
-        let registry = Arc::new(HealthRegistry::new());
-        if let Some(h) = &spec.health {
-            registry.set_health_check(health_check(h, spec));
-        }
+        let same_checks = |p: &&Pool| {
+            p.spec.health == spec.health && p.spec.tls == spec.tls && p.spec.sni == spec.sni
+        };
+        let registry = match previous.filter(same_checks) {
+            Some(p) => p.registry.clone(),
+            None => {
+                let registry = Arc::new(HealthRegistry::new());
+                if let Some(h) = &spec.health {
+                    registry.set_health_check(health_check(h, spec));
+                }
+                registry
+            }
+        };
         let view =
             || Backends::new_with_health_registry(Static::new(backends.clone()), registry.clone());
         let balancer = match spec.selection {

@@ -244,9 +244,20 @@ impl Default for SessionSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StoreKind {
     Memory,
+    Redis(RedisStoreSettings),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisStoreSettings {
+    /// May carry a password: printed only through `Secret`.
+    pub urls: Vec<Secret>,
+    pub cluster: bool,
+    pub sentinel_master: Option<String>,
+    pub key_prefix: String,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -85,6 +85,32 @@ pub struct SessionSection {
     pub inactivity_timeout: Option<Text>,
     /// Upper bound of sessions the memory store keeps (least recently used go first).
     pub max_sessions: Option<Spanned<usize>>,
+    /// How long a replica may answer from its own copy of a session (default 5s; 0 disables).
+    pub cache_ttl: Option<Text>,
+    pub redis: Option<RedisSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://[:password@]host:port[/db]` or `rediss://…` (TLS).
+    pub url: Option<Text>,
+    /// Several nodes of a Redis Cluster.
+    pub urls: Option<Vec<Text>>,
+    #[serde(default)]
+    pub cluster: bool,
+    pub sentinel: Option<SentinelSection>,
+    /// Prefix of every key, so deployments can share a Redis (default `portcullis:`).
+    pub key_prefix: Option<String>,
+    /// Per operation (default 1s): a slow Redis must fail requests fast, not hang them.
+    pub timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelSection {
+    pub master_name: Text,
+    pub urls: Vec<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -185,12 +185,27 @@ impl Validator<'_> {
         if let Some(store) = &s.store {
             match store.as_str() {
                 "memory" => out.store = StoreKind::Memory,
+                "redis" => match &s.redis {
+                    Some(r) => out.store = StoreKind::Redis(self.redis(r, store)),
+                    None => {
+                        self.report(store, "`store: redis` needs a `redis:` section with `url`")
+                    }
+                },
                 other => self.report(
                     store,
-                    format!("session store `{other}` is unknown; use `memory`"),
+                    format!("session store `{other}` is unknown; use `memory` or `redis`"),
                 ),
             }
         }
+        if let (Some(r), false) = (&s.redis, matches!(out.store, StoreKind::Redis(_))) {
+            if let Some(url) = &r.url {
+                self.report(url, "a `redis:` section is only read with `store: redis`");
+            }
+        }
+        out.cache_ttl = match &s.cache_ttl {
+            Some(t) if t.trim() == "0" || t.trim() == "0s" => std::time::Duration::ZERO,
+            other => self.duration(other, out.cache_ttl),
+        };
         let mut encoded: Vec<Secret> = Vec::new();
         if let Some(k) = &s.key {
             encoded.push(Secret::new(k.to_string()));
@@ -244,6 +259,39 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    fn redis(&mut self, r: &RedisSection, at: &Text) -> RedisStoreSettings {
+        let (urls, sentinel_master) = match (&r.url, &r.urls, &r.sentinel) {
+            (Some(u), None, None) => (vec![u.clone()], None),
+            (None, Some(list), None) if !list.is_empty() => (list.clone(), None),
+            (None, None, Some(s)) if !s.urls.is_empty() => {
+                (s.urls.clone(), Some(s.master_name.to_string()))
+            }
+            _ => {
+                self.report(at, "give the Redis address as exactly one of `url`, `urls` (cluster) or `sentinel: { master_name, urls }`");
+                (Vec::new(), None)
+            }
+        };
+        for u in &urls {
+            let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+                .iter()
+                .any(|p| u.starts_with(p));
+            if !scheme_ok || url::Url::parse(u).is_err() {
+                // Never echo the URL: it may hold a password.
+                self.report(
+                    u,
+                    "not a Redis URL; write `redis://host:6379` or `rediss://host:6380`",
+                );
+            }
+        }
+        RedisStoreSettings {
+            urls: urls.iter().map(|u| Secret::new(u.to_string())).collect(),
+            cluster: r.cluster || r.urls.as_ref().is_some_and(|l| l.len() > 1),
+            sentinel_master,
+            key_prefix: r.key_prefix.clone().unwrap_or_else(|| "portcullis:".into()),
+            timeout: self.duration(&r.timeout, std::time::Duration::from_secs(1)),
+        }
     }
 
     pub fn identity_headers(&mut self, s: &IdentityHeadersSection) -> IdentityHeaderNames {

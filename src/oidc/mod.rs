@@ -10,7 +10,6 @@ pub mod tokens;
 use crate::config::{Auth, Config};
 use crate::session::cookies;
 use crate::session::crypto::KeyRing;
-use crate::session::memory::MemoryStore;
 use crate::session::{now_secs, Session, Sessions};
 use pingora::http::RequestHeader;
 use provider::Provider;
@@ -53,8 +52,10 @@ pub enum AuthError {
 
 impl Oidc {
     /// `None` when the config has no `oidc` section.
-    pub fn from_config(config: &Config) -> Option<Oidc> {
-        let settings = config.oidc.clone()?;
+    pub fn from_config(config: &Config) -> Result<Option<Oidc>, crate::session::store::StoreError> {
+        let Some(settings) = config.oidc.clone() else {
+            return Ok(None);
+        };
         let keys = if config.session.keys.is_empty() {
             tracing::warn!("no session.key configured: using a random key, sessions will not survive a restart");
             KeyRing::generate()
@@ -63,12 +64,12 @@ impl Oidc {
             // Validated when the config was loaded.
             KeyRing::from_encoded(&encoded).unwrap_or_else(|_| KeyRing::generate())
         };
-        let store = Arc::new(MemoryStore::new(config.session.max_sessions));
-        Some(Oidc {
+        let store = crate::session::connect_store_blocking(&config.session)?;
+        Ok(Some(Oidc {
             provider: Provider::new(settings),
             sessions: Sessions::new(store, keys, config.session.clone()),
             refreshing: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     pub fn cookie_name(&self) -> &str {

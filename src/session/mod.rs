@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cookies;
 pub mod crypto;
 pub mod memory;
+pub mod redis;
 pub mod store;
 pub mod watch;
 
@@ -285,6 +286,62 @@ impl Sessions {
         }
         Ok(keys.len())
     }
+}
+
+/// The configured store. Never fails because Redis is down (the proxy must start and report
+/// not-ready instead); only a malformed address is an error.
+pub async fn connect_store(
+    settings: &SessionSettings,
+) -> Result<Arc<dyn SessionStore>, StoreError> {
+    match &settings.store {
+        crate::config::StoreKind::Memory => {
+            Ok(Arc::new(memory::MemoryStore::new(settings.max_sessions)))
+        }
+        crate::config::StoreKind::Redis(r) => {
+            let urls: Vec<String> = r.urls.iter().map(|u| u.expose().to_string()).collect();
+            let (urls, sentinel) = match &r.sentinel_master {
+                Some(master) => (
+                    Vec::new(),
+                    Some(redis::SentinelSettings {
+                        master_name: master.clone(),
+                        urls,
+                    }),
+                ),
+                None => (urls, None),
+            };
+            let store = redis::RedisStore::connect(redis::RedisSettings {
+                urls,
+                cluster: r.cluster,
+                sentinel,
+                key_prefix: r.key_prefix.clone(),
+                timeout: r.timeout,
+            })
+            .await?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Connects the store from outside any runtime (at start, before Pingora's services exist),
+/// on a small runtime of its own that lives as long as the process, so the store's background
+/// tasks (Redis pub/sub) keep running.
+pub fn connect_store_blocking(
+    settings: &SessionSettings,
+) -> Result<Arc<dyn SessionStore>, StoreError> {
+    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    let runtime = RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("session-store")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the store runtime: {e}")))?;
+    runtime.block_on(connect_store(settings))
 }
 
 pub enum Tagged<'a> {

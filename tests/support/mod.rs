@@ -7,6 +7,7 @@ pub mod idp;
 pub mod oidc;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 
 pub use echo::EchoUpstream;
 pub use proxy::Proxy;

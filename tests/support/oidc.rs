@@ -7,12 +7,17 @@ use reqwest::header::HeaderMap;
 use std::sync::Arc;
 
 pub const SECRET: &str = "portcullis-test-secret";
+pub const SESSION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+/// The environment every proxy of a stack gets (and the `sessions` CLI needs).
+pub const ENV: &[(&str, &str)] = &[("OIDC_CLIENT_SECRET", SECRET), ("SESSION_KEY", SESSION_KEY)];
 
 pub struct Stack {
     pub idp: TestIdp,
     pub proxy: Proxy,
     pub upstream: EchoUpstream,
     pub desktop: EchoUpstream,
+    body: String,
+    upstreams: String,
 }
 
 pub struct Options<'a> {
@@ -20,7 +25,9 @@ pub struct Options<'a> {
     pub routes: &'a str,
     /// Extra lines under `oidc:` (indented by two spaces).
     pub oidc_extra: &'a str,
-    /// Extra top-level config (e.g. `session:` or `identity_headers:`).
+    /// Extra lines under `session:` (indented by two spaces).
+    pub session_extra: &'a str,
+    /// Extra top-level config (e.g. `identity_headers:`).
     pub extra: &'a str,
     pub idp: IdpConfig,
 }
@@ -38,6 +45,7 @@ impl Default for Options<'_> {
         Options {
             routes: DEFAULT_ROUTES,
             oidc_extra: "",
+            session_extra: "",
             extra: "",
             idp: IdpConfig::default(),
         }
@@ -65,9 +73,10 @@ impl Stack {
         let upstream = EchoUpstream::start("app").await;
         let desktop = EchoUpstream::start("desktop").await;
         let body = format!(
-            "oidc:\n  issuer: {issuer}\n  client_id: portcullis\n  client_secret: ${{OIDC_CLIENT_SECRET}}\n  public_url: {public}\n  scopes: [openid, profile, email, groups]\n  admin_groups: [admins]\n{oidc_extra}session:\n  key: ${{SESSION_KEY}}\n{extra}routes:{routes}",
+            "oidc:\n  issuer: {issuer}\n  client_id: portcullis\n  client_secret: ${{OIDC_CLIENT_SECRET}}\n  public_url: {public}\n  scopes: [openid, profile, email, groups]\n  admin_groups: [admins]\n{oidc_extra}session:\n  key: ${{SESSION_KEY}}\n{session_extra}{extra}routes:{routes}",
             issuer = idp.issuer(),
             oidc_extra = options.oidc_extra,
+            session_extra = options.session_extra,
             extra = options.extra,
             routes = options.routes,
         );
@@ -75,25 +84,21 @@ impl Stack {
             "upstreams:\n  app: {{ backends: [\"{}\"] }}\ndesktops:\n  d-alice: {{ backend: \"{}\", owner: alice }}\n  d-bob: {{ backend: \"{}\", owner: bob }}\n",
             upstream.addr, desktop.addr, desktop.addr
         );
-        let proxy = Proxy::start_on(
-            port,
-            &body,
-            &upstreams,
-            &[
-                ("OIDC_CLIENT_SECRET", SECRET),
-                (
-                    "SESSION_KEY",
-                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-                ),
-            ],
-        )
-        .await;
+        let proxy = Proxy::start_on(port, &body, &upstreams, ENV).await;
         Stack {
             idp,
             proxy,
             upstream,
             desktop,
+            body,
+            upstreams,
         }
+    }
+
+    /// Another replica with the same config (same public URL, same session store), on its
+    /// own port, as behind an L4 balancer.
+    pub async fn replica(&self) -> Proxy {
+        Proxy::start_on(free_port(), &self.body, &self.upstreams, ENV).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,229 @@
+//! A throwaway `redis-server` for tests: its own port on 127.0.0.1, its own temporary
+//! directory, no persistence. Never the system's Redis.
+//!
+//! Paths to the Redis client crate are written `::redis::…` because this module is itself
+//! named `redis`.
+#![allow(dead_code)]
+
+use ::redis::IntoConnectionInfo;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How long a starting server may take to answer PING before the test fails.
+const START_LIMIT: Duration = Duration::from_secs(10);
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+}
+
+impl RedisServer {
+    /// A fresh server, answering PING by the time this returns.
+    pub async fn start() -> RedisServer {
+        RedisServer::start_with(&[]).await
+    }
+
+    /// A fresh server with extra `redis-server` arguments, e.g. `["--requirepass", "pw"]`.
+    /// PING readiness is then checked with the `--requirepass` password if there is one.
+    pub async fn start_with(args: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temporary directory for redis-server");
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            dir,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, and wait until the process is gone (so the port is free again).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the server keeps its sockets open but answers nothing, like a hung or
+    /// partitioned Redis.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill {signal} failed");
+        }
+    }
+
+    /// Kills the server if it runs and starts a new one on the same port (empty: there is no
+    /// persistence).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// Every key with its raw contents: one entry per string value, set member, list item,
+    /// sorted-set member, hash field and hash value; for "nothing secret in clear" checks.
+    pub async fn dump_all(&self) -> Vec<(String, Vec<u8>)> {
+        let mut conn = self.connection().await.expect("connect to the test Redis");
+        let keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        let mut out = Vec::new();
+        for key in keys {
+            let kind: String = ::redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("TYPE");
+            let values: Vec<Vec<u8>> = match kind.as_str() {
+                "string" => {
+                    let v: Option<Vec<u8>> = ::redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("GET");
+                    v.into_iter().collect()
+                }
+                "set" => ::redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("SMEMBERS"),
+                "list" => ::redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("LRANGE"),
+                "zset" => ::redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("ZRANGE"),
+                // Fields and values alternate in the reply; both are kept.
+                "hash" => ::redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("HGETALL"),
+                // The key may have expired between KEYS and TYPE.
+                "none" => Vec::new(),
+                other => panic!("dump_all: key {key} has unsupported type {other}"),
+            };
+            out.extend(values.into_iter().map(|v| (key.clone(), v)));
+        }
+        out
+    }
+
+    /// A plain connection for assertions (PTTL, TTL, raw reads).
+    pub async fn connection(&self) -> ::redis::RedisResult<::redis::aio::MultiplexedConnection> {
+        let info = self.url().as_str().into_connection_info()?;
+        let info = match self.password() {
+            Some(pw) => {
+                let redis = info.redis_settings().clone().set_password(pw);
+                info.set_redis_settings(redis)
+            }
+            None => info,
+        };
+        let config = ::redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        ::redis::Client::open(info)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    fn password(&self) -> Option<String> {
+        let at = self.extra_args.iter().position(|a| a == "--requirepass")?;
+        self.extra_args.get(at + 1).cloned()
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--dir", &path_str(self.dir.path())])
+            .args(["--daemonize", "no"])
+            .args(["--loglevel", "warning"])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install -y redis-server)");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + START_LIMIT;
+        loop {
+            if self.answers_ping().await {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("redis-server on port {} exited: {status}", self.port);
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server on port {} did not answer PING within {START_LIMIT:?}",
+                self.port
+            );
+            // Polling is the only way: redis-server signals readiness to nobody.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn answers_ping(&self) -> bool {
+        let Ok(mut conn) = self.connection().await else {
+            return false;
+        };
+        ::redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port that was free a moment ago (redis-server must bind it itself).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}

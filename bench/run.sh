@@ -222,6 +222,7 @@ server:
   threads: $WORKERS
 listen:
   - address: "127.0.0.1:$PORT_PORTCULLIS"
+metrics: { enabled: false }
 upstreams_file: upstreams.yaml
 routes:
   - { prefix: /, upstream: bench }

@@ -5,6 +5,7 @@ use crate::dispatch::{self, Decision, Target};
 use crate::forwarding::{self, Origin};
 use crate::gate::{self, Verdict};
 use crate::identity;
+use crate::metrics::{metrics, InFlight};
 use crate::oidc::{Authenticated, Oidc};
 use crate::pages::{self, Failure};
 use crate::request_id;
@@ -53,9 +54,26 @@ pub struct Ctx {
     auth: Option<Authenticated>,
     /// Registration of this request's WebSocket tunnel, if it opened one.
     tunnel: Option<u64>,
+    /// When the backend was chosen, for the upstream latency histogram.
+    upstream_started: Option<Instant>,
+    _in_flight: InFlight,
 }
 
 impl Ctx {
+    /// `(pool, backend)` labels: desktops share one label pair so that their number never
+    /// reaches the metrics.
+    fn upstream_labels(&self) -> (&str, String) {
+        match &self.target {
+            Some(Target::Pool(p)) => (
+                &p.spec.name,
+                self.backend
+                    .map_or_else(|| "-".to_string(), |b| b.to_string()),
+            ),
+            Some(Target::Desktop(_)) => ("desktops", "-".to_string()),
+            None => ("-", "-".to_string()),
+        }
+    }
+
     fn route_name(&self) -> &str {
         match (&self.runtime, self.route) {
             (Some(rt), Some(i)) => &rt.router.route(i).name,
@@ -81,6 +99,8 @@ impl ProxyHttp for Portcullis {
             failure: None,
             auth: None,
             tunnel: None,
+            upstream_started: None,
+            _in_flight: InFlight::start(),
         }
     }
 
@@ -213,6 +233,7 @@ impl ProxyHttp for Portcullis {
                 pool.peer(addr, &spec.timeouts, read_timeout)
             }
         };
+        ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(peer))
     }
 
@@ -223,6 +244,11 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        let (pool, backend) = ctx.upstream_labels();
+        metrics()
+            .upstream_errors
+            .with_label_values(&[pool, &backend, "connect"])
+            .inc();
         // Nothing was sent yet, so trying another backend is safe for every method.
         if let (Some(Target::Pool(pool)), Some(addr)) = (&ctx.target, ctx.backend) {
             ctx.tried.push(addr);
@@ -283,6 +309,13 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        if let Some(started) = ctx.upstream_started.take() {
+            let (pool, backend) = ctx.upstream_labels();
+            metrics()
+                .upstream_duration
+                .with_label_values(&[pool, &backend])
+                .observe(started.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 
@@ -355,6 +388,32 @@ impl ProxyHttp for Portcullis {
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
+        let m = metrics();
+        let route = ctx.route_name();
+        m.requests
+            .with_label_values(&[
+                route,
+                crate::metrics::method_class(&req.method),
+                crate::metrics::status_class(status),
+            ])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(e) =
+            e.filter(|e| e.esource() == &ErrorSource::Upstream && ctx.backend.is_some())
+        {
+            let (pool, backend) = ctx.upstream_labels();
+            m.upstream_errors
+                .with_label_values(&[pool, &backend, e.etype().as_str()])
+                .inc();
+        }
+        let log_user = ctx.runtime.as_ref().is_none_or(|r| r.access_log_user);
+        let user = match &ctx.auth {
+            Some(a) if log_user => a.identity.user.as_str(),
+            Some(_) => "(omitted)",
+            None => "-",
+        };
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,
@@ -365,7 +424,9 @@ impl ProxyHttp for Portcullis {
             backend = ctx.backend.map(|b| b.to_string()).as_deref().unwrap_or("-"),
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             upgraded = session.was_upgraded(),
-            user = ctx.auth.as_ref().map_or("-", |a| a.identity.user.as_str()),
+            user,
+            bytes_sent = session.body_bytes_sent(),
+            bytes_received = session.body_bytes_read(),
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         );
     }

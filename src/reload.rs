@@ -80,6 +80,7 @@ impl Reloader {
     pub fn new(config: Config, runtime: SharedRuntime, tunnels: Arc<Tunnels>) -> Reloader {
         let stamps = watched(&config);
         let content = content_hash(&stamps);
+        crate::metrics::config_loaded(content);
         Reloader {
             runtime,
             tunnels,
@@ -115,6 +116,10 @@ impl Reloader {
                 state.stamps = watched(&state.config);
                 state.content = content_hash(&state.stamps);
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::metrics()
+                    .reloads
+                    .with_label_values(&["failed"])
+                    .inc();
                 for p in &problems.0 {
                     tracing::error!(problem = %p, "config reload refused; the previous config keeps serving");
                 }
@@ -152,6 +157,11 @@ impl Reloader {
         state.content = content_hash(&state.stamps);
         state.config = config;
         self.stats.ok.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics()
+            .reloads
+            .with_label_values(&["ok"])
+            .inc();
+        crate::metrics::config_loaded(state.content);
         true
     }
 }

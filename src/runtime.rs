@@ -17,6 +17,7 @@ pub struct Runtime {
     pub pools: HashMap<String, Arc<Pool>>,
     pub desktops: HashMap<String, Arc<Desktop>>,
     pub identity_headers: IdentityHeaderNames,
+    pub access_log_user: bool,
 }
 
 impl Runtime {
@@ -68,6 +69,7 @@ impl Runtime {
             pools,
             desktops,
             identity_headers: config.identity_headers.clone(),
+            access_log_user: config.logging.access_log_user,
         }
     }
 

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::health::HealthChecks;
 use crate::oidc::provider::ProviderWatch;
 use crate::oidc::Oidc;
+use crate::probes::Probes;
 use crate::proxy::Portcullis;
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, SharedRuntime};
@@ -59,7 +60,7 @@ pub fn run(config: Config, options: RunOptions) -> ! {
             runtime: runtime.clone(),
         },
     ));
-    if let Some(oidc) = oidc {
+    if let Some(oidc) = oidc.clone() {
         server.add_service(background_service(
             "identity provider",
             ProviderWatch { oidc: oidc.clone() },
@@ -71,6 +72,19 @@ pub fn run(config: Config, options: RunOptions) -> ! {
                 tunnels: tunnels.clone(),
             },
         ));
+    }
+    if let Some(address) = config.metrics {
+        let probes = Probes {
+            runtime: runtime.clone(),
+            oidc: oidc.clone(),
+            tunnels: tunnels.clone(),
+        };
+        let mut listener = pingora::services::listening::Service::new(
+            "metrics".to_string(),
+            pingora::apps::http_app::HttpServer::new_app(probes),
+        );
+        listener.add_tcp(&address.to_string());
+        server.add_service(listener);
     }
     let reloader = Reloader::new(config.clone(), runtime.clone(), tunnels);
     server.add_service(background_service("config reload", reloader));

@@ -66,6 +66,7 @@ pub fn load_with_env(
     let server = v.server(&file.server);
     let listeners = v.listeners(&file.listen, &whole_file);
     let logging = v.logging(&file.logging);
+    let metrics = v.metrics(&file.metrics, &listeners);
     let upstreams = v.upstreams(&upstreams_file);
     let pool_names: HashSet<String> = upstreams.pools.iter().map(|p| p.name.clone()).collect();
     let oidc = file.oidc.as_ref().and_then(|o| v.oidc(o));
@@ -87,6 +88,7 @@ pub fn load_with_env(
         upstreams_path,
         server,
         listeners,
+        metrics,
         logging,
         routes,
         upstreams,

@@ -11,6 +11,8 @@ pub struct Config {
     pub upstreams_path: Option<PathBuf>,
     pub server: ServerSettings,
     pub listeners: Vec<Listener>,
+    /// The operations listener; `None` when turned off.
+    pub metrics: Option<SocketAddr>,
     pub logging: LoggingSettings,
     pub routes: Vec<RouteSpec>,
     pub upstreams: Upstreams,
@@ -45,6 +47,7 @@ pub enum LogFormat {
 pub struct LoggingSettings {
     pub format: LogFormat,
     pub level: Option<String>,
+    pub access_log_user: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub routes: Vec<RouteSection>,
     #[serde(default)]
     pub logging: LoggingSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// OpenID Connect login; without it every route must be `auth: public`.
     pub oidc: Option<OidcSection>,
     pub session: Option<SessionSection>,
@@ -147,6 +149,16 @@ pub struct ListenSection {
     pub address: Text,
 }
 
+/// The operations listener: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Default `127.0.0.1:9090`.
+    pub address: Option<Text>,
+    /// `false` turns the listener off.
+    pub enabled: Option<bool>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingSection {
@@ -154,6 +166,8 @@ pub struct LoggingSection {
     pub format: Option<Text>,
     /// A `tracing` filter such as `info` or `portcullis=debug`; `PORTCULLIS_LOG` overrides it.
     pub level: Option<String>,
+    /// Whether access-log lines name the user (default true).
+    pub access_log_user: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -99,6 +99,30 @@ impl<'a> Validator<'a> {
         out
     }
 
+    pub fn metrics(&mut self, m: &MetricsSection, listeners: &[Listener]) -> Option<SocketAddr> {
+        if m.enabled == Some(false) {
+            return None;
+        }
+        let address = match &m.address {
+            None => SocketAddr::from(([127, 0, 0, 1], 9090)),
+            Some(a) => {
+                match a.parse::<SocketAddr>() {
+                    Ok(addr) => addr,
+                    Err(_) => {
+                        self.report(a, format!("`{}` is not a listen address; write IP:PORT, e.g. `127.0.0.1:9090`", **a));
+                        return None;
+                    }
+                }
+            }
+        };
+        if listeners.iter().any(|l| l.address == address) {
+            if let Some(a) = &m.address {
+                self.report(a, "the metrics listener needs an address of its own");
+            }
+        }
+        Some(address)
+    }
+
     pub fn logging(&mut self, l: &LoggingSection) -> LoggingSettings {
         let format = match l.format.as_ref().map(|f| (f, f.as_str())) {
             None | Some((_, "text")) => LogFormat::Text,
@@ -114,6 +138,7 @@ impl<'a> Validator<'a> {
         LoggingSettings {
             format,
             level: l.level.clone(),
+            access_log_user: l.access_log_user.unwrap_or(true),
         }
     }
 

@@ -5,6 +5,7 @@ use super::login::{self, CallbackError};
 use super::redirect::SafeRedirect;
 use super::tokens::TokenError;
 use super::{identity_of, Oidc};
+use crate::metrics::metrics;
 use crate::pages::{Failure, Reply};
 use crate::session::cookies;
 use crate::session::{now_secs, Session, SessionData};
@@ -72,6 +73,7 @@ async fn login(oidc: &Oidc, redirect: Option<&str>) -> Result<Reply, Failure> {
             tracing::warn!(error = %e, "could not start a login");
             Failure::AuthUnavailable
         })?;
+    metrics().logins.with_label_values(&["started", ""]).inc();
     Ok(Reply::redirect(302, &url).header("set-cookie", cookie))
 }
 
@@ -87,6 +89,21 @@ async fn callback(
     .await
     .map_err(|e| {
         tracing::info!(error = %e, detail = ?e, "login callback refused");
+        let reason = match &e {
+            CallbackError::Malformed => "malformed",
+            CallbackError::UnknownAttempt => "unknown_attempt",
+            CallbackError::WrongIssuer => "wrong_issuer",
+            CallbackError::ProviderError(_) => "provider_error",
+            CallbackError::StoreUnavailable => "store_unavailable",
+            CallbackError::Token(TokenError::Provider(_) | TokenError::Unreachable(_)) => {
+                "provider_unavailable"
+            }
+            CallbackError::Token(_) => "invalid_token",
+        };
+        metrics()
+            .logins
+            .with_label_values(&["failed", reason])
+            .inc();
         match e {
             CallbackError::Malformed => Failure::LoginFailed("The login response is malformed."),
             CallbackError::UnknownAttempt => Failure::LoginFailed(
@@ -140,6 +157,7 @@ async fn callback(
         Failure::AuthUnavailable
     })?;
     tracing::info!(user = %data.user, "login");
+    metrics().logins.with_label_values(&["succeeded", ""]).inc();
     Ok(Reply::redirect(302, completed.redirect.as_str())
         .header(
             "set-cookie",
@@ -174,6 +192,7 @@ async fn logout(
     if let Some(cookie) = cookies::find(req, oidc.cookie_name()) {
         if let Ok(Some(s)) = oidc.sessions.load(cookie).await {
             tracing::info!(user = %s.data.user, "logout");
+            metrics().logouts.with_label_values(&["rp"]).inc();
             id_token_hint = Some(s.data.id_token.clone());
         }
         if let Some(key) = crate::session::store_key_of_cookie(cookie) {
@@ -250,6 +269,10 @@ async fn frontchannel_logout(
         .await
         .map_err(|_| Failure::AuthUnavailable)?;
     tracing::info!(sessions = ended, "front-channel logout");
+    metrics()
+        .logouts
+        .with_label_values(&["frontchannel"])
+        .inc_by(ended as u64);
     Ok(Reply::empty(200))
 }
 

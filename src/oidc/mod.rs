@@ -201,7 +201,14 @@ impl Oidc {
         let Some(refresh_token) = session.data.refresh_token.clone() else {
             return Ok(false);
         };
-        match tokens::refresh(&self.provider, &refresh_token, &identity_of(session)).await {
+        let refreshed =
+            tokens::refresh(&self.provider, &refresh_token, &identity_of(session)).await;
+        let outcome = if refreshed.is_ok() { "ok" } else { "failed" };
+        crate::metrics::metrics()
+            .refreshes
+            .with_label_values(&[outcome])
+            .inc();
+        match refreshed {
             Ok(t) => {
                 let now = now_secs();
                 let d = &mut session.data;

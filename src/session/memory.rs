@@ -214,6 +214,17 @@ impl SessionStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn session_count(&self) -> Option<usize> {
+        // Sessions only: single-use markers and locks carry a `kind:` prefix.
+        Some(
+            self.lock()
+                .entries
+                .keys()
+                .filter(|k| !k.contains(':'))
+                .count(),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod cookies;
 pub mod crypto;
+pub mod instrumented;
 pub mod memory;
 pub mod redis;
 pub mod store;
@@ -294,9 +295,9 @@ pub async fn connect_store(
     settings: &SessionSettings,
 ) -> Result<Arc<dyn SessionStore>, StoreError> {
     match &settings.store {
-        crate::config::StoreKind::Memory => {
-            Ok(Arc::new(memory::MemoryStore::new(settings.max_sessions)))
-        }
+        crate::config::StoreKind::Memory => Ok(Arc::new(instrumented::Instrumented(Arc::new(
+            memory::MemoryStore::new(settings.max_sessions),
+        )))),
         crate::config::StoreKind::Redis(r) => {
             let urls: Vec<String> = r.urls.iter().map(|u| u.expose().to_string()).collect();
             let (urls, sentinel) = match &r.sentinel_master {
@@ -317,7 +318,7 @@ pub async fn connect_store(
                 timeout: r.timeout,
             })
             .await?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(instrumented::Instrumented(Arc::new(store))))
         }
     }
 }

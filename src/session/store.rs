@@ -44,4 +44,8 @@ pub trait SessionStore: Send + Sync {
     fn invalidations(&self) -> tokio::sync::broadcast::Receiver<String>;
     /// Cheap liveness check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// How many sessions are held, where the store can tell cheaply (the in-process one).
+    fn session_count(&self) -> Option<usize> {
+        None
+    }
 }

@@ -703,6 +703,7 @@ function writeConfig(dir, { proxyPort, idpIssuer, upstreamPort }) {
   const config = `# written by tests/oidc-provider/acceptance.mjs
 listen:
   - address: "${HOST}:${proxyPort}"
+metrics: { enabled: false }
 upstreams_file: upstreams.yaml
 oidc:
   issuer: ${idpIssuer}

@@ -5,6 +5,7 @@
 pub mod echo;
 pub mod idp;
 pub mod oidc;
+pub mod prom;
 pub mod proxy;
 pub mod raw;
 pub mod redis;

@@ -9,6 +9,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The operations listener (`/metrics`, `/healthz`, `/readyz`), unless the test set its own.
+    pub metrics: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -29,7 +31,17 @@ impl Proxy {
         } else {
             "server:\n  threads: 2\n"
         };
-        let config = format!("listen:\n  - address: \"127.0.0.1:{port}\"\nupstreams_file: upstreams.yaml\n{server}{body}");
+        let metrics_port = if body.contains("metrics:") {
+            0
+        } else {
+            super::free_port()
+        };
+        let metrics = if metrics_port == 0 {
+            String::new()
+        } else {
+            format!("metrics: {{ address: \"127.0.0.1:{metrics_port}\" }}\n")
+        };
+        let config = format!("listen:\n  - address: \"127.0.0.1:{port}\"\nupstreams_file: upstreams.yaml\n{metrics}{server}{body}");
         std::fs::write(dir.path().join("portcullis.yaml"), config).expect("write config");
         std::fs::write(dir.path().join("upstreams.yaml"), upstreams).expect("write upstreams");
         let log = std::fs::File::create(dir.path().join("portcullis.log")).expect("log file");
@@ -43,8 +55,10 @@ impl Proxy {
             .spawn()
             .expect("start portcullis");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let metrics = (metrics_port != 0).then(|| SocketAddr::from(([127, 0, 0, 1], metrics_port)));
         let mut proxy = Proxy {
             addr,
+            metrics,
             dir,
             child: Some(child),
         };
@@ -63,6 +77,10 @@ impl Proxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.metrics.expect("metrics listener"), path)
     }
 
     pub fn config_path(&self) -> PathBuf {

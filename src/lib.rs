@@ -23,5 +23,6 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod tunnels;
 pub mod upstreams;

@@ -24,6 +24,10 @@ pub enum Failure {
     /// The identity provider or the session store cannot be reached.
     AuthUnavailable,
     MethodNotAllowed,
+    /// Request line and headers over the configured size or count.
+    HeadersTooLarge,
+    /// Body over the route's `max_body`.
+    PayloadTooLarge,
 }
 
 impl Failure {
@@ -40,6 +44,8 @@ impl Failure {
             Failure::LoginFailed(_) => 400,
             Failure::AuthUnavailable => 503,
             Failure::MethodNotAllowed => 405,
+            Failure::HeadersTooLarge => 431,
+            Failure::PayloadTooLarge => 413,
         }
     }
 
@@ -58,6 +64,8 @@ impl Failure {
             Failure::LoginFailed(_) => "login_failed",
             Failure::AuthUnavailable => "auth_unavailable",
             Failure::MethodNotAllowed => "method_not_allowed",
+            Failure::HeadersTooLarge => "request_header_fields_too_large",
+            Failure::PayloadTooLarge => "payload_too_large",
         }
     }
 
@@ -79,6 +87,8 @@ impl Failure {
                 "Login is temporarily unavailable. Please try again shortly."
             }
             Failure::MethodNotAllowed => "This address does not accept that method.",
+            Failure::HeadersTooLarge => "The request headers are too large.",
+            Failure::PayloadTooLarge => "The request body is too large.",
         }
     }
 
@@ -89,6 +99,8 @@ impl Failure {
             403 => "Forbidden",
             404 => "Not found",
             405 => "Method not allowed",
+            413 => "Payload too large",
+            431 => "Request headers too large",
             502 => "Bad gateway",
             503 => "Service unavailable",
             504 => "Gateway timeout",
@@ -173,14 +185,15 @@ impl Reply {
     }
 
     /// Writes the answer. Keep-alive is kept: these are ordinary answers, not broken streams.
-    pub async fn send(self, session: &mut Session, request_id: &str) -> pingora::Result<()> {
-        let mut header = ResponseHeader::build(self.status, Some(self.headers.len() + 3))?;
+    pub async fn send(self, session: &mut Session, to: &Envelope<'_>) -> pingora::Result<()> {
+        let mut header = ResponseHeader::build(self.status, Some(self.headers.len() + 6))?;
         for (name, value) in self.headers {
             header.append_header(name, value)?;
         }
         header.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
         header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        header.insert_header(crate::request_id::HEADER, request_id)?;
+        header.insert_header(crate::request_id::HEADER, to.request_id)?;
+        add_security_headers(&mut header, to.hsts)?;
         let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();
         session
             .write_response_header(Box::new(header), head_only)
@@ -192,11 +205,37 @@ impl Reply {
     }
 }
 
+/// What every answer to this request carries, whoever writes it.
+pub struct Envelope<'a> {
+    pub request_id: &'a str,
+    /// The `Strict-Transport-Security` value when the request came over TLS.
+    pub hsts: Option<&'a str>,
+}
+
+/// Headers that make browsers safer with any content: no MIME sniffing (stored XSS through
+/// uploads), no full URLs leaking in `Referer`, and HSTS on TLS. An upstream's own choice of
+/// the first two is kept.
+pub fn add_security_headers(
+    header: &mut ResponseHeader,
+    hsts: Option<&str>,
+) -> pingora::Result<()> {
+    if header.headers.get("x-content-type-options").is_none() {
+        header.insert_header("x-content-type-options", "nosniff")?;
+    }
+    if header.headers.get("referrer-policy").is_none() {
+        header.insert_header("referrer-policy", "strict-origin-when-cross-origin")?;
+    }
+    if let Some(value) = hsts {
+        header.insert_header("strict-transport-security", value)?;
+    }
+    Ok(())
+}
+
 /// Writes the failure page, HTML or JSON by the request's `Accept`.
 pub async fn respond(
     session: &mut Session,
     failure: Failure,
-    request_id: &str,
+    to: &Envelope<'_>,
 ) -> pingora::Result<()> {
     let html = wants_html(
         session
@@ -205,8 +244,8 @@ pub async fn respond(
             .get(http::header::ACCEPT)
             .map(|v| v.as_bytes()),
     );
-    Reply::failure(failure, request_id, html)
-        .send(session, request_id)
+    Reply::failure(failure, to.request_id, html)
+        .send(session, to)
         .await
 }
 
@@ -214,11 +253,9 @@ pub async fn redirect(
     session: &mut Session,
     status: u16,
     location: &str,
-    request_id: &str,
+    to: &Envelope<'_>,
 ) -> pingora::Result<()> {
-    Reply::redirect(status, location)
-        .send(session, request_id)
-        .await
+    Reply::redirect(status, location).send(session, to).await
 }
 
 #[cfg(test)]

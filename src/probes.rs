@@ -77,7 +77,11 @@ impl Probes {
             {
                 Ok(Ok(())) => "ok".to_string(),
                 Ok(Err(e)) => e.to_string(),
-                Err(_) => "session store did not answer in time".to_string(),
+                Err(_) => {
+                    // A hung store is an error too (the instrumented call never finished).
+                    metrics().store_errors.with_label_values(&["ping"]).inc();
+                    "session store did not answer in time".to_string()
+                }
             };
             checks.insert("session_store".into(), store.into());
         }

@@ -22,20 +22,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Portcullis {
-    runtime: SharedRuntime,
-    oidc: Option<Arc<Oidc>>,
-    tunnels: Arc<Tunnels>,
+    pub runtime: SharedRuntime,
+    pub oidc: Option<Arc<Oidc>>,
+    pub tunnels: Arc<Tunnels>,
+    /// `Strict-Transport-Security` value by TLS listener port.
+    pub hsts_by_port: std::collections::HashMap<u16, String>,
+    /// `Some(port)`: this service only redirects to https on `port` (plain listeners with
+    /// `redirect_to_https`), except ACME HTTP-01 challenges, which are routed.
+    pub redirect_to_https: Option<u16>,
 }
 
-impl Portcullis {
-    pub fn new(runtime: SharedRuntime, oidc: Option<Arc<Oidc>>, tunnels: Arc<Tunnels>) -> Self {
-        Portcullis {
-            runtime,
-            oidc,
-            tunnels,
-        }
-    }
-}
+/// Where ACME HTTP-01 challenges are answered (RFC 8555 §8.3): they must stay on plain http.
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Per-request state, filled in phase order.
 pub struct Ctx {
@@ -54,12 +52,23 @@ pub struct Ctx {
     auth: Option<Authenticated>,
     /// Registration of this request's WebSocket tunnel, if it opened one.
     tunnel: Option<u64>,
+    /// Request body bytes seen so far (for `max_body` on chunked bodies).
+    body_bytes: u64,
+    /// `Strict-Transport-Security` for this request (TLS listeners only).
+    hsts: Option<String>,
     /// When the backend was chosen, for the upstream latency histogram.
     upstream_started: Option<Instant>,
     _in_flight: InFlight,
 }
 
 impl Ctx {
+    fn envelope(&self) -> pages::Envelope<'_> {
+        pages::Envelope {
+            request_id: &self.request_id,
+            hsts: self.hsts.as_deref(),
+        }
+    }
+
     /// `(pool, backend)` labels: desktops share one label pair so that their number never
     /// reaches the metrics.
     fn upstream_labels(&self) -> (&str, String) {
@@ -100,6 +109,8 @@ impl ProxyHttp for Portcullis {
             auth: None,
             tunnel: None,
             upstream_started: None,
+            hsts: None,
+            body_bytes: 0,
             _in_flight: InFlight::start(),
         }
     }
@@ -114,6 +125,14 @@ impl ProxyHttp for Portcullis {
         // One snapshot for the whole request; identity headers go before anything reads them.
         let runtime = self.runtime.load_full();
         identity::strip_client_identity(session.req_header_mut(), &runtime.identity_headers);
+        ctx.failure = header_limit(session.req_header(), &runtime);
+        if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            let port = session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port());
+            ctx.hsts = port.and_then(|p| self.hsts_by_port.get(&p)).cloned();
+        }
         ctx.runtime = Some(runtime);
         Ok(())
     }
@@ -127,6 +146,33 @@ impl ProxyHttp for Portcullis {
                 r
             }
         };
+        if let Some(failure) = ctx.failure {
+            pages::respond(session, failure, &ctx.envelope()).await?;
+            return Ok(true);
+        }
+        if let Some(port) = self.redirect_to_https {
+            if !session
+                .req_header()
+                .uri
+                .path()
+                .starts_with(ACME_CHALLENGE_PREFIX)
+            {
+                match https_location(session.req_header(), port) {
+                    Some(location) => {
+                        pages::redirect(session, 308, &location, &ctx.envelope()).await?
+                    }
+                    None => {
+                        pages::respond(
+                            session,
+                            Failure::BadRequest("The request names no valid host."),
+                            &ctx.envelope(),
+                        )
+                        .await?
+                    }
+                }
+                return Ok(true);
+            }
+        }
         let decision = dispatch::decide(&runtime, session.req_header(), self.oidc.is_some());
         match decision {
             Decision::OwnEndpoint(path) => {
@@ -146,16 +192,16 @@ impl ProxyHttp for Portcullis {
                     html,
                 )
                 .await;
-                reply.send(session, &ctx.request_id).await?;
+                reply.send(session, &ctx.envelope()).await?;
                 Ok(true)
             }
             Decision::Fail(failure) => {
                 ctx.failure = Some(failure);
-                pages::respond(session, failure, &ctx.request_id).await?;
+                pages::respond(session, failure, &ctx.envelope()).await?;
                 Ok(true)
             }
             Decision::Redirect { status, location } => {
-                pages::redirect(session, status, &location, &ctx.request_id).await?;
+                pages::redirect(session, status, &location, &ctx.envelope()).await?;
                 Ok(true)
             }
             Decision::Forward(fwd) => {
@@ -168,12 +214,28 @@ impl ProxyHttp for Portcullis {
                 match gate::check(self.oidc.as_deref(), route, owner, session.req_header()).await {
                     Verdict::Pass(auth) => ctx.auth = auth,
                     Verdict::Login { location } => {
-                        pages::redirect(session, 302, &location, &ctx.request_id).await?;
+                        pages::redirect(session, 302, &location, &ctx.envelope()).await?;
                         return Ok(true);
                     }
                     Verdict::Deny(failure) => {
                         ctx.failure = Some(failure);
-                        pages::respond(session, failure, &ctx.request_id).await?;
+                        pages::respond(session, failure, &ctx.envelope()).await?;
+                        return Ok(true);
+                    }
+                }
+                let declared = session
+                    .req_header()
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if let (Some(max), Some(len)) = (route.max_body, declared) {
+                    if len > max {
+                        metrics()
+                            .limits_exceeded
+                            .with_label_values(&["body_size"])
+                            .inc();
+                        ctx.failure = Some(Failure::PayloadTooLarge);
+                        pages::respond(session, Failure::PayloadTooLarge, &ctx.envelope()).await?;
                         return Ok(true);
                     }
                 }
@@ -259,6 +321,32 @@ impl ProxyHttp for Portcullis {
         e
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        // Chunked bodies announce no length: count as they stream.
+        let max = match (&ctx.runtime, ctx.route) {
+            (Some(rt), Some(route)) => rt.router.route(route).max_body,
+            _ => None,
+        };
+        if let (Some(max), Some(chunk)) = (max, body.as_ref()) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > max {
+                metrics()
+                    .limits_exceeded
+                    .with_label_values(&["body_size"])
+                    .inc();
+                ctx.failure = Some(Failure::PayloadTooLarge);
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body over max_body");
+            }
+        }
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -309,6 +397,7 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        pages::add_security_headers(upstream_response, ctx.hsts.as_deref())?;
         if let Some(started) = ctx.upstream_started.take() {
             let (pool, backend) = ctx.upstream_labels();
             metrics()
@@ -330,7 +419,7 @@ impl ProxyHttp for Portcullis {
         };
         ctx.failure = Some(failure);
         if session.response_written().is_none() {
-            if let Err(write_err) = pages::respond(session, failure, &ctx.request_id).await {
+            if let Err(write_err) = pages::respond(session, failure, &ctx.envelope()).await {
                 tracing::debug!(request_id = %ctx.request_id, error = %write_err, "could not write error page");
             }
         }
@@ -397,12 +486,27 @@ impl ProxyHttp for Portcullis {
                 crate::metrics::status_class(status),
             ])
             .inc();
-        m.request_duration
-            .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        if let Some(e) =
-            e.filter(|e| e.esource() == &ErrorSource::Upstream && ctx.backend.is_some())
-        {
+        // A tunnel's duration is its lifetime, not a response time: it would drown the
+        // latency of its route.
+        if !session.was_upgraded() {
+            m.request_duration
+                .with_label_values(&[route])
+                .observe(ctx.started.elapsed().as_secs_f64());
+        }
+        // Connection failures were counted as `connect` when they happened (fail_to_connect).
+        let counted = |e: &Error| {
+            matches!(
+                e.etype(),
+                ErrorType::ConnectRefused
+                    | ErrorType::ConnectTimedout
+                    | ErrorType::ConnectNoRoute
+                    | ErrorType::ConnectError
+                    | ErrorType::TLSHandshakeFailure
+            )
+        };
+        if let Some(e) = e.filter(|e| {
+            e.esource() == &ErrorSource::Upstream && ctx.backend.is_some() && !counted(e)
+        }) {
             let (pool, backend) = ctx.upstream_labels();
             m.upstream_errors
                 .with_label_values(&[pool, &backend, e.etype().as_str()])
@@ -439,6 +543,7 @@ fn failure_of(e: &Error) -> Option<Failure> {
     match e.etype() {
         HTTPStatus(400) => Some(Failure::BadRequest("The request could not be parsed.")),
         HTTPStatus(404) => Some(Failure::NoRoute),
+        HTTPStatus(413) => Some(Failure::PayloadTooLarge),
         HTTPStatus(502) => Some(Failure::UpstreamUnreachable),
         HTTPStatus(503) => Some(Failure::NoHealthyBackend),
         HTTPStatus(504) => Some(Failure::UpstreamTimeout),
@@ -460,6 +565,58 @@ fn failure_of(e: &Error) -> Option<Failure> {
             },
         },
     }
+}
+
+/// Refuses oversized request heads: they cost memory on every hop and are a classic way to
+/// exhaust a proxy (RFC 6585 §5: 431).
+fn header_limit(req: &RequestHeader, runtime: &Runtime) -> Option<Failure> {
+    let count = req.headers.len();
+    let target = req.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri.authority().map_or(0, |a| a.as_str().len());
+    let size: usize = target
+        + req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    let exceeded = if count > runtime.max_request_headers {
+        "header_count"
+    } else if size > runtime.max_request_header_size {
+        "header_size"
+    } else {
+        return None;
+    };
+    metrics()
+        .limits_exceeded
+        .with_label_values(&[exceeded])
+        .inc();
+    Some(Failure::HeadersTooLarge)
+}
+
+/// `https://host[:port]/path?query` for the same request. The host must be a plain DNS name
+/// or IP literal: anything else could turn the redirect into an open one.
+fn https_location(req: &RequestHeader, port: u16) -> Option<String> {
+    let host = dispatch::request_host(req)?;
+    let name = if host.starts_with('[') {
+        &host[..host.find(']')? + 1]
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-.[]:".contains(&c));
+    if !valid {
+        return None;
+    }
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = if path.starts_with('/') { path } else { "/" };
+    Some(if port == 443 {
+        format!("https://{name}{path}")
+    } else {
+        format!("https://{name}:{port}{path}")
+    })
 }
 
 /// Turns an upgrade request into a plain one for routes that do not allow WebSockets, so the

@@ -210,6 +210,7 @@ mod tests {
             timeouts: Timeouts::default(),
             auth: Auth::Public,
             allow: Allow::Anyone,
+            max_body: None,
         }
     }
 

@@ -18,6 +18,8 @@ pub struct Runtime {
     pub desktops: HashMap<String, Arc<Desktop>>,
     pub identity_headers: IdentityHeaderNames,
     pub access_log_user: bool,
+    pub max_request_header_size: usize,
+    pub max_request_headers: usize,
 }
 
 impl Runtime {
@@ -70,6 +72,8 @@ impl Runtime {
             desktops,
             identity_headers: config.identity_headers.clone(),
             access_log_user: config.logging.access_log_user,
+            max_request_header_size: config.server.max_request_header_size,
+            max_request_headers: config.server.max_request_headers,
         }
     }
 

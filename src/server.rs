@@ -10,6 +10,7 @@ use crate::proxy::Portcullis;
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, SharedRuntime};
 use crate::session::watch::SessionWatch;
+use crate::tls::{CertResolver, CertWatch};
 use crate::tunnels::Tunnels;
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -45,13 +46,69 @@ pub fn run(config: Config, options: RunOptions) -> ! {
         }
     };
     let tunnels = Arc::new(Tunnels::default());
+    let edge = |redirect_to_https: Option<u16>| Portcullis {
+        runtime: runtime.clone(),
+        oidc: oidc.clone(),
+        tunnels: tunnels.clone(),
+        hsts_by_port: config
+            .listeners
+            .iter()
+            .filter_map(|l| Some((l.address.port(), l.tls.as_ref()?.hsts.clone()?)))
+            .collect(),
+        redirect_to_https,
+    };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Portcullis::new(runtime.clone(), oidc.clone(), tunnels.clone()),
+        edge(None),
         "portcullis",
     );
+    let mut resolvers = Vec::new();
+    for listener in config
+        .listeners
+        .iter()
+        .filter(|l| l.redirect_to_https.is_none())
+    {
+        let address = listener.address.to_string();
+        match &listener.tls {
+            None => proxy.add_tcp(&address),
+            Some(tls) => {
+                let resolver = match CertResolver::new(tls.certificates.clone()) {
+                    Ok(r) => Arc::new(r),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot load the TLS certificates");
+                        std::process::exit(1);
+                    }
+                };
+                let Ok(mut settings) = pingora::listeners::tls::TlsSettings::intermediate("", "")
+                else {
+                    tracing::error!("cannot create TLS settings");
+                    std::process::exit(1);
+                };
+                settings.set_cert_resolver(resolver.clone());
+                if tls.http2 {
+                    settings.enable_h2();
+                }
+                proxy.add_tls_with_settings(&address, None, settings);
+                resolvers.push(resolver);
+            }
+        }
+    }
     for listener in &config.listeners {
-        proxy.add_tcp(&listener.address.to_string());
+        if let Some(port) = listener.redirect_to_https {
+            let mut redirect = pingora::proxy::http_proxy_service_with_name(
+                &server.configuration,
+                edge(Some(port)),
+                "portcullis-redirect",
+            );
+            redirect.add_tcp(&listener.address.to_string());
+            server.add_service(redirect);
+        }
+    }
+    if !resolvers.is_empty() {
+        server.add_service(background_service(
+            "certificates",
+            CertWatch::new(resolvers),
+        ));
     }
     server.add_service(proxy);
     server.add_service(background_service(

@@ -30,11 +30,24 @@ pub struct ServerSettings {
     pub upstream_keepalive_pool_size: usize,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
+    pub max_request_header_size: usize,
+    pub max_request_headers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     pub address: SocketAddr,
+    pub tls: Option<TlsListener>,
+    /// `Some(port)`: a redirect-only listener sending browsers to https on `port`.
+    pub redirect_to_https: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListener {
+    pub certificates: Vec<crate::tls::CertFiles>,
+    /// `None`: no HSTS header.
+    pub hsts: Option<String>,
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +74,7 @@ pub struct RouteSpec {
     pub timeouts: Timeouts,
     pub auth: Auth,
     pub allow: Allow,
+    pub max_body: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -141,12 +141,49 @@ pub struct ServerSection {
     pub upstream_keepalive_pool_size: Option<usize>,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
+    /// Largest request line plus headers accepted (default `32KiB`); larger gets 431.
+    pub max_request_header_size: Option<Text>,
+    /// Most request headers accepted (default 100); more gets 431.
+    pub max_request_headers: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     pub address: Text,
+    pub tls: Option<TlsSection>,
+    /// Answer every request with a 308 to the https URL (except ACME HTTP-01 challenges).
+    #[serde(default)]
+    pub redirect_to_https: bool,
+    /// The port browsers reach the TLS listener at (default 443: behind a balancer, the
+    /// listener's own port is rarely the public one).
+    pub https_port: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Shorthand for a single certificate.
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+    /// Several certificates, chosen by SNI; the first is the default.
+    pub certificates: Option<Vec<CertSection>>,
+    /// `Strict-Transport-Security` max-age (default 180 days; `0` turns HSTS off).
+    pub hsts_max_age: Option<Text>,
+    #[serde(default)]
+    pub hsts_include_subdomains: bool,
+    /// Offer HTTP/2 by ALPN (default true).
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSection {
+    pub cert: Text,
+    pub key: Text,
+    /// Names served with this certificate; default: its DNS subject alternative names.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// The operations listener: `/metrics`, `/healthz`, `/readyz`.
@@ -189,6 +226,8 @@ pub struct RouteSection {
     pub timeouts: TimeoutsSection,
     /// `public`, `login` or `api`; default `login` when `oidc` is configured, else `public`.
     pub auth: Option<Text>,
+    /// Largest request body accepted (e.g. `10MiB`); larger gets 413. Default: no limit.
+    pub max_body: Option<Text>,
     /// Groups allowed on this route, or `owner` on a desktops route.
     pub allow: Option<Spanned<OneOrMany>>,
 }

@@ -50,6 +50,34 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A size in bytes: `512`, `64KiB`, `10MiB`, `1GiB` (also `k`, `KB`, `m`, `MB`, `g`, `GB`).
+    pub fn size(&mut self, value: &Option<Text>, default: u64) -> u64 {
+        let Some(text) = value else { return default };
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let factor: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => Some(1),
+            "k" | "kb" | "kib" => Some(1 << 10),
+            "m" | "mb" | "mib" => Some(1 << 20),
+            "g" | "gb" | "gib" => Some(1 << 30),
+            _ => None,
+        };
+        match (digits.parse::<u64>().ok(), factor) {
+            (Some(n), Some(f)) if n > 0 => n.saturating_mul(f),
+            _ => {
+                self.report(
+                    text,
+                    format!(
+                        "`{}` is not a size; write e.g. `512`, `64KiB`, `10MiB`",
+                        **text
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     pub fn server(&mut self, s: &ServerSection) -> ServerSettings {
         let threads = match &s.threads {
             Some(t) if **t == 0 => {
@@ -68,6 +96,8 @@ impl<'a> Validator<'a> {
             upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(128),
             pid_file: s.pid_file.clone(),
             upgrade_sock: s.upgrade_sock.clone(),
+            max_request_header_size: self.size(&s.max_request_header_size, 32 * 1024) as usize,
+            max_request_headers: s.max_request_headers.as_ref().map_or(100, |n| **n),
         }
     }
 
@@ -85,7 +115,13 @@ impl<'a> Validator<'a> {
                     if !seen.insert(address) {
                         self.report(&l.address, format!("address {address} is listed twice"));
                     }
-                    out.push(Listener { address });
+                    let tls = l.tls.as_ref().and_then(|t| self.tls(t, &l.address));
+                    if tls.is_some() && l.redirect_to_https {
+                        self.report(&l.address, "a TLS listener cannot also be the redirect-to-https listener");
+                    }
+                    let https_port = l.https_port.as_ref().map_or(443, |p| **p);
+                    let redirect_to_https = l.redirect_to_https.then_some(https_port);
+                    out.push(Listener { address, tls, redirect_to_https });
                 }
                 Err(_) => self.report(
                     &l.address,
@@ -97,6 +133,61 @@ impl<'a> Validator<'a> {
             }
         }
         out
+    }
+
+    fn tls(&mut self, t: &TlsSection, at: &Text) -> Option<TlsListener> {
+        let base = self
+            .sources
+            .0
+            .first()
+            .and_then(|p| p.parent())
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let mut files = Vec::new();
+        match (&t.cert, &t.key, &t.certificates) {
+            (Some(cert), Some(key), None) => files.push((cert, key, Vec::new())),
+            (None, None, Some(list)) if !list.is_empty() => {
+                for c in list {
+                    files.push((&c.cert, &c.key, c.hosts.clone()));
+                }
+            }
+            _ => {
+                self.report(
+                    at,
+                    "`tls` needs `cert` and `key`, or a non-empty `certificates` list",
+                );
+                return None;
+            }
+        }
+        let mut certificates = Vec::new();
+        for (cert, key, hosts) in files {
+            let one = crate::tls::CertFiles {
+                cert: base.join(cert.as_str()),
+                key: base.join(key.as_str()),
+                hosts,
+            };
+            // Load now, so `check` refuses what the listener could not serve.
+            if let Err(e) = crate::tls::Certificates::load(std::slice::from_ref(&one)) {
+                self.report(cert, e.to_string());
+            }
+            certificates.push(one);
+        }
+        let hsts = match &t.hsts_max_age {
+            Some(v) if v.trim() == "0" || v.trim() == "0s" => None,
+            other => {
+                let age = self.duration(other, std::time::Duration::from_secs(180 * 24 * 3600));
+                let mut h = format!("max-age={}", age.as_secs());
+                if t.hsts_include_subdomains {
+                    h.push_str("; includeSubDomains");
+                }
+                Some(h)
+            }
+        };
+        Some(TlsListener {
+            certificates,
+            hsts,
+            http2: t.http2.unwrap_or(true),
+        })
     }
 
     pub fn metrics(&mut self, m: &MetricsSection, listeners: &[Listener]) -> Option<SocketAddr> {
@@ -237,9 +328,14 @@ impl<'a> Validator<'a> {
                 idle: self.duration(&r.timeouts.idle, defaults.idle),
             };
             let (auth, allow) = self.route_policy(r, oidc, matches!(target, RouteTarget::Desktops));
+            let max_body = r
+                .max_body
+                .as_ref()
+                .map(|_| self.size(&r.max_body, u64::MAX));
             out.push(RouteSpec {
                 auth,
                 allow,
+                max_body,
                 name,
                 host,
                 prefix,

@@ -5,6 +5,7 @@
 pub mod echo;
 pub mod idp;
 pub mod oidc;
+pub mod pki;
 pub mod prom;
 pub mod proxy;
 pub mod raw;

@@ -41,7 +41,13 @@ impl Proxy {
         } else {
             format!("metrics: {{ address: \"127.0.0.1:{metrics_port}\" }}\n")
         };
-        let config = format!("listen:\n  - address: \"127.0.0.1:{port}\"\nupstreams_file: upstreams.yaml\n{metrics}{server}{body}");
+        // A body with its own `listen:` (TLS tests) keeps it; `port` is then one of its ports.
+        let listen = if body.contains("listen:") {
+            String::new()
+        } else {
+            format!("listen:\n  - address: \"127.0.0.1:{port}\"\n")
+        };
+        let config = format!("{listen}upstreams_file: upstreams.yaml\n{metrics}{server}{body}");
         std::fs::write(dir.path().join("portcullis.yaml"), config).expect("write config");
         std::fs::write(dir.path().join("upstreams.yaml"), upstreams).expect("write upstreams");
         let log = std::fs::File::create(dir.path().join("portcullis.log")).expect("log file");

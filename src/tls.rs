@@ -1,0 +1,264 @@
+//! TLS certificates for the listeners: several certificates chosen by SNI, loaded from PEM
+//! files, and reloaded when the files change (cert-manager renews them in place) without
+//! touching open connections: only new handshakes see the new certificate.
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One certificate chain and its key, and the names it is served for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Names given in the config; empty: the certificate's own DNS names.
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {what}")]
+    File { path: String, what: String },
+    #[error("{cert}: the private key in {key} does not belong to this certificate")]
+    KeyMismatch { cert: String, key: String },
+}
+
+/// Everything one listener serves.
+pub struct Certificates {
+    default: Arc<CertifiedKey>,
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` stored as `.example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates")
+            .field(
+                "names",
+                &self
+                    .exact
+                    .keys()
+                    .chain(self.wildcard.keys())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    pingora::tls::install_default_crypto_provider();
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+fn file_error(path: &Path, what: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        what: what.to_string(),
+    }
+}
+
+/// Loads and checks one chain and key; returns them with the names they serve.
+fn load_one(files: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| file_error(&files.cert, format!("cannot read certificates: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_error(&files.cert, format!("malformed PEM: {e}")))?;
+    let Some(leaf) = chain.first() else {
+        return Err(file_error(&files.cert, "holds no certificate"));
+    };
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| file_error(&files.key, format!("no usable private key: {e}")))?;
+    let names = if files.hosts.is_empty() {
+        dns_names(leaf).map_err(|e| file_error(&files.cert, e))?
+    } else {
+        files.hosts.clone()
+    };
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+            cert: files.cert.display().to_string(),
+            key: files.key.display().to_string(),
+        },
+        other => file_error(&files.key, other),
+    })?;
+    Ok((
+        Arc::new(certified),
+        names.into_iter().map(|n| n.to_ascii_lowercase()).collect(),
+    ))
+}
+
+/// The DNS names of a certificate's subject alternative names.
+fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let names: Vec<String> = parsed
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(names)
+}
+
+impl Certificates {
+    /// The first certificate is the default, served when SNI names none of the others.
+    pub fn load(files: &[CertFiles]) -> Result<Certificates, TlsError> {
+        let mut loaded = Vec::new();
+        for f in files {
+            loaded.push(load_one(f)?);
+        }
+        let Some((default, _)) = loaded.first().cloned() else {
+            return Err(TlsError::File {
+                path: "-".into(),
+                what: "a TLS listener needs a certificate".into(),
+            });
+        };
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for (key, names) in loaded {
+            for name in names {
+                match name.strip_prefix("*.") {
+                    Some(rest) => wildcard
+                        .entry(format!(".{rest}"))
+                        .or_insert_with(|| key.clone()),
+                    None => exact.entry(name).or_insert_with(|| key.clone()),
+                };
+            }
+        }
+        Ok(Certificates {
+            default,
+            exact,
+            wildcard,
+        })
+    }
+
+    fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = sni.map(str::to_ascii_lowercase) else {
+            return self.default.clone();
+        };
+        if let Some(k) = self.exact.get(&name) {
+            return k.clone();
+        }
+        // A wildcard covers exactly one label (RFC 6125 §6.4.3).
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.wildcard.get(&format!(".{parent}")) {
+                return k.clone();
+            }
+        }
+        self.default.clone()
+    }
+}
+
+/// The rustls resolver of one listener; its certificates can be swapped at any time.
+#[derive(Debug)]
+pub struct CertResolver {
+    pub files: Vec<CertFiles>,
+    current: ArcSwap<Certificates>,
+}
+
+impl CertResolver {
+    pub fn new(files: Vec<CertFiles>) -> Result<CertResolver, TlsError> {
+        let current = ArcSwap::from_pointee(Certificates::load(&files)?);
+        Ok(CertResolver { files, current })
+    }
+
+    /// Reloads from the files; keeps the certificates in use if the new ones do not load (a
+    /// renewal caught half-written, a key that does not match).
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Certificates::load(&self.files)?;
+        self.current.store(Arc::new(fresh));
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load().pick(hello.server_name()))
+    }
+}
+
+/// Reloads certificates whose files changed (checked every second), for new handshakes.
+/// What a certificate file looked like when last loaded.
+type FileStamp = Option<(u64, std::time::SystemTime)>;
+
+pub struct CertWatch {
+    resolvers: Vec<(Arc<CertResolver>, std::sync::Mutex<Vec<FileStamp>>)>,
+}
+
+impl CertWatch {
+    pub fn new(resolvers: Vec<Arc<CertResolver>>) -> CertWatch {
+        let resolvers = resolvers
+            .into_iter()
+            .map(|r| {
+                let stamps = stamps(&r.files);
+                (r, std::sync::Mutex::new(stamps))
+            })
+            .collect();
+        CertWatch { resolvers }
+    }
+}
+
+fn stamps(files: &[CertFiles]) -> Vec<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .flat_map(|f| [&f.cert, &f.key])
+        .map(|p| {
+            std::fs::metadata(p).ok().map(|m| {
+                (
+                    m.ino() ^ m.len(),
+                    m.modified().unwrap_or(std::time::UNIX_EPOCH),
+                )
+            })
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for CertWatch {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    for (resolver, seen) in &self.resolvers {
+                        let now = stamps(&resolver.files);
+                        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                        if *seen == now {
+                            continue;
+                        }
+                        match resolver.reload() {
+                            Ok(()) => {
+                                tracing::info!("TLS certificates reloaded");
+                                *seen = now;
+                            }
+                            // Retried next second: cert-manager may be between the two files.
+                            Err(e) => tracing::warn!(error = %e, "TLS certificates changed but do not load; keeping the previous ones"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Ingress duty: TLS with SNI and HTTP/2, the redirect listener, certificate reload without a
+//! restart, security headers, and limits against abusive requests.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::pki::{dns_names, TestCa};
+use support::{eventually, free_port, raw, EchoUpstream, Proxy};
+
+struct Edge {
+    proxy: Proxy,
+    tls: SocketAddr,
+    plain: SocketAddr,
+    ca: TestCa,
+    _upstream: EchoUpstream,
+}
+
+async fn edge(extra_routes: &str) -> Edge {
+    let upstream = EchoUpstream::start("app").await;
+    let ca = TestCa::new();
+    let certs = tempfile::tempdir().unwrap();
+    ca.issue(certs.path(), "work", &["work.test", "*.work.test"]);
+    ca.issue(certs.path(), "other", &["other.test"]);
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let dir = certs.keep();
+    let body = format!(
+        r#"server:
+  threads: 2
+  max_request_header_size: 8KiB
+  max_request_headers: 50
+listen:
+  - address: "127.0.0.1:{tls_port}"
+    tls:
+      certificates:
+        - {{ cert: "{d}/work.crt", key: "{d}/work.key" }}
+        - {{ cert: "{d}/other.crt", key: "{d}/other.key" }}
+      hsts_max_age: 365d
+  - address: "127.0.0.1:{plain_port}"
+    redirect_to_https: true
+    https_port: {tls_port}
+routes:
+  - {{ prefix: /.well-known/acme-challenge/, upstream: app }}
+  - {{ prefix: /upload/, upstream: app, max_body: 1KiB }}
+{extra_routes}  - {{ prefix: /, upstream: app }}
+"#,
+        d = dir.display()
+    );
+    let proxy = Proxy::start_on(
+        plain_port,
+        &body,
+        &format!(
+            "upstreams:\n  app: {{ backends: [\"{}\"] }}\n",
+            upstream.addr
+        ),
+        &[],
+    )
+    .await;
+    let tls = SocketAddr::from(([127, 0, 0, 1], tls_port));
+    assert!(
+        support::wait_for_port(tls, Duration::from_secs(10)).await,
+        "TLS listener never opened:\n{}",
+        proxy.log()
+    );
+    Edge {
+        proxy,
+        tls,
+        plain: SocketAddr::from(([127, 0, 0, 1], plain_port)),
+        ca,
+        _upstream: upstream,
+    }
+}
+
+impl Edge {
+    fn client(&self, http2: bool) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(self.ca.root())
+            .tls_info(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("work.test", self.tls)
+            .resolve("api.work.test", self.tls)
+            .resolve("other.test", self.tls)
+            .resolve("unknown.test", self.tls);
+        b = if http2 {
+            b.http2_prior_knowledge()
+        } else {
+            b.http1_only()
+        };
+        b.build().unwrap()
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.tls.port())
+    }
+
+    fn cert_dir(&self) -> std::path::PathBuf {
+        let config = std::fs::read_to_string(self.proxy.config_path()).unwrap();
+        let start = config.find("cert: \"").unwrap() + 7;
+        let path = &config[start..start + config[start..].find('"').unwrap()];
+        std::path::Path::new(path).parent().unwrap().to_path_buf()
+    }
+}
+
+fn served_names(resp: &reqwest::Response) -> Vec<String> {
+    let info = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .expect("TLS info");
+    dns_names(info.peer_certificate().expect("peer certificate"))
+}
+
+#[tokio::test]
+async fn tls_with_http1_and_http2_and_security_headers() {
+    let e = edge("").await;
+    for http2 in [false, true] {
+        let resp = e
+            .client(http2)
+            .get(e.url("work.test", "/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let version = resp.version();
+        assert_eq!(
+            version,
+            if http2 {
+                reqwest::Version::HTTP_2
+            } else {
+                reqwest::Version::HTTP_11
+            }
+        );
+        let h = resp.headers();
+        assert_eq!(h["strict-transport-security"], "max-age=31536000");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(h.contains_key("referrer-policy"));
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    }
+    // The proxy's own pages carry them too.
+    let resp = e
+        .client(false)
+        .get(e.url("work.test", "/upload/x"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        resp.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate() {
+    let e = edge("").await;
+    let c = e.client(false);
+    for (host, expect) in [
+        ("work.test", "work.test"),
+        ("api.work.test", "*.work.test"),
+        ("other.test", "other.test"),
+    ] {
+        let resp = c.get(e.url(host, "/")).send().await.unwrap();
+        assert!(
+            served_names(&resp).contains(&expect.to_string()),
+            "{host}: {:?}",
+            served_names(&resp)
+        );
+    }
+    // An unknown name gets the default (first) certificate, which the client then refuses.
+    let err = c
+        .get(e.url("unknown.test", "/"))
+        .send()
+        .await
+        .expect_err("name mismatch");
+    assert!(
+        format!("{err:?}").to_lowercase().contains("certificate"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn tls_1_1_is_refused_and_1_2_accepted() {
+    let e = edge("").await;
+    let handshake = |version: &'static str| {
+        let addr = e.tls.to_string();
+        async move {
+            let out = tokio::process::Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-connect",
+                    &addr,
+                    "-servername",
+                    "work.test",
+                    version,
+                    "-cipher",
+                    "DEFAULT@SECLEVEL=0",
+                ])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .expect("openssl runs");
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+        }
+    };
+    // A completed handshake shows the server's certificate; a refused one ends in an alert.
+    let tls11 = handshake("-tls1_1").await;
+    assert!(
+        !tls11.contains("BEGIN CERTIFICATE") && tls11.contains("Cipher is (NONE)"),
+        "TLS 1.1 was accepted:\n{tls11}"
+    );
+    let tls12 = handshake("-tls1_2").await;
+    assert!(
+        tls12.contains("BEGIN CERTIFICATE") && tls12.contains("TLSv1.2"),
+        "TLS 1.2 refused:\n{tls12}"
+    );
+}
+
+#[tokio::test]
+async fn the_plain_listener_redirects_to_https_except_acme_challenges() {
+    let e = edge("").await;
+    let resp = raw::send(
+        e.plain,
+        b"GET /console/?a=1 HTTP/1.1\r\nHost: work.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status, 308);
+    assert!(
+        resp.head.to_lowercase().contains(&format!(
+            "location: https://work.test:{}/console/?a=1",
+            e.tls.port()
+        )),
+        "{}",
+        resp.head
+    );
+    let resp = raw::send(e.plain, b"POST /api HTTP/1.1\r\nHost: work.test:8080\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(resp.status, 308, "308 keeps the method");
+    for evil in ["evil.example/x", "a b", "work.test\\@evil"] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {evil}\r\nConnection: close\r\n\r\n");
+        if let Some(resp) = raw::send(e.plain, req.as_bytes()).await {
+            assert!(
+                !resp.head.to_lowercase().contains("location: https://evil"),
+                "{evil}: {}",
+                resp.head
+            );
+        }
+    }
+    let resp = raw::send(e.plain, b"GET /.well-known/acme-challenge/token123 HTTP/1.1\r\nHost: work.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(
+        resp.status, 200,
+        "ACME challenges must reach the upstream over plain http"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_renewed_on_disk_is_served_to_new_connections() {
+    let e = edge("").await;
+    let before = served_names(
+        &e.client(false)
+            .get(e.url("other.test", "/"))
+            .send()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(before, vec!["other.test".to_string()]);
+    // Renewed in place with an extra name.
+    e.ca.issue(
+        &e.cert_dir(),
+        "other",
+        &["other.test", "renewed.other.test"],
+    );
+    let renewed = eventually(Duration::from_secs(5), || async {
+        let resp = e.client(false).get(e.url("other.test", "/")).send().await;
+        resp.is_ok_and(|r| served_names(&r).contains(&"renewed.other.test".to_string()))
+    })
+    .await;
+    assert!(renewed, "the renewed certificate was never served");
+}
+
+#[tokio::test]
+async fn oversized_heads_get_431_and_bodies_413() {
+    let e = edge("").await;
+    let c = e.client(false);
+    let resp = c
+        .get(e.url("work.test", "/x"))
+        .header("x-big", "y".repeat(10_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    let mut req = c.get(e.url("work.test", "/x"));
+    for i in 0..60 {
+        req = req.header(format!("x-h{i}"), "v");
+    }
+    assert_eq!(req.send().await.unwrap().status(), 431);
+    assert_eq!(
+        c.post(e.url("work.test", "/upload/x"))
+            .body(vec![b'x'; 2048])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
+    assert_eq!(
+        c.post(e.url("work.test", "/upload/x"))
+            .body(vec![b'x'; 512])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A chunked body announces no length: it is counted as it streams.
+    let stream =
+        futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 512])));
+    let resp = c
+        .post(e.url("work.test", "/upload/x"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    assert!(resp.is_err() || resp.unwrap().status() == 413);
+    let m = support::prom::scrape(&e.proxy.ops_url("/metrics")).await;
+    assert!(
+        m.value(
+            "portcullis_limits_exceeded_total",
+            &[("limit", "header_size")]
+        ) >= 1.0
+    );
+    assert!(
+        m.value(
+            "portcullis_limits_exceeded_total",
+            &[("limit", "header_count")]
+        ) >= 1.0
+    );
+    assert!(
+        m.value(
+            "portcullis_limits_exceeded_total",
+            &[("limit", "body_size")]
+        ) >= 2.0
+    );
+}

@@ -17,25 +17,15 @@ pub struct HealthChecks {
 
 #[async_trait]
 impl BackgroundService for HealthChecks {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-                _ = tick.tick() => {
-                    let runtime = self.runtime.load();
-                    for pool in runtime.pools.values() {
-                        let pool = pool.clone();
-                        // Each pool's round runs apart, so a slow pool never delays another.
-                        tokio::spawn(async move { pool.check_if_due().await });
-                    }
-                }
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::background::every(TICK, shutdown, || async {
+            let runtime = self.runtime.load();
+            for pool in runtime.pools.values() {
+                let pool = pool.clone();
+                // Each pool's round runs apart, so a slow pool never delays another.
+                tokio::spawn(async move { pool.check_if_due().await });
             }
-        }
+        })
+        .await
     }
 }

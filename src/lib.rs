@@ -4,6 +4,7 @@
 //! `proxy` (the request phases, which only read the snapshot) → the response.
 
 pub mod admin;
+pub mod background;
 pub mod config;
 pub mod dispatch;
 pub mod forwarding;

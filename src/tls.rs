@@ -232,33 +232,24 @@ fn stamps(files: &[CertFiles]) -> Vec<FileStamp> {
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for CertWatch {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        return;
-                    }
+    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
+        crate::background::every(std::time::Duration::from_secs(1), shutdown, || async {
+            for (resolver, seen) in &self.resolvers {
+                let now = stamps(&resolver.files);
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                if *seen == now {
+                    continue;
                 }
-                _ = tick.tick() => {
-                    for (resolver, seen) in &self.resolvers {
-                        let now = stamps(&resolver.files);
-                        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                        if *seen == now {
-                            continue;
-                        }
-                        match resolver.reload() {
-                            Ok(()) => {
-                                tracing::info!("TLS certificates reloaded");
-                                *seen = now;
-                            }
-                            // Retried next second: cert-manager may be between the two files.
-                            Err(e) => tracing::warn!(error = %e, "TLS certificates changed but do not load; keeping the previous ones"),
-                        }
+                match resolver.reload() {
+                    Ok(()) => {
+                        tracing::info!("TLS certificates reloaded");
+                        *seen = now;
                     }
+                    // Retried next second: cert-manager may be between the two files.
+                    Err(e) => tracing::warn!(error = %e, "TLS certificates changed but do not load; keeping the previous ones"),
                 }
             }
-        }
+        })
+        .await
     }
 }

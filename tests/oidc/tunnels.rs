@@ -1,47 +1,22 @@
 use crate::support::oidc::{Browser, Stack};
+use crate::support::ws::{closed_within, open_tunnel, Tunnel};
 use futures_util::{SinkExt, StreamExt};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens the owner's tunnel and proves it carries traffic both ways. Retries twice for
-/// Pingora #946 (see tests/edge/desktops.rs).
-async fn open(stack: &Stack, browser: &Browser) -> Ws {
-    for _ in 0..3 {
-        let mut req = format!("ws://{}/desktop/d-alice/tunnel", stack.proxy.addr)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("cookie", browser.cookie_header(stack, "/").parse().unwrap());
-        let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("tunnel");
-        assert_eq!(resp.status(), 101);
-        if !matches!(ws.next().await, Some(Ok(Message::Text(_)))) {
-            continue;
-        }
-        if ws.send(Message::text("probe")).await.is_ok()
-            && matches!(ws.next().await, Some(Ok(m)) if m == Message::text("probe"))
-        {
-            return ws;
-        }
-    }
-    panic!("no working tunnel");
-}
-
-/// Waits for the proxy to end an idle tunnel; returns how long it took.
-async fn closed_within(ws: &mut Ws, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    loop {
-        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), ws.next()).await {
-            Err(_) => return None,
-            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
-                return Some(started.elapsed())
-            }
-            Ok(Some(Ok(_))) => {}
-        }
-    }
+/// The owner's tunnel to desktop `d-alice`, with the browser's session cookie.
+async fn open(stack: &Stack, browser: &Browser) -> Tunnel {
+    let url = format!("ws://{}/desktop/d-alice/tunnel", stack.proxy.addr);
+    let cookie = browser.cookie_header(stack, "/");
+    let (ws, resp, _) = open_tunnel(|| {
+        let mut req = url.clone().into_client_request().unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        req
+    })
+    .await;
+    assert_eq!(resp.status(), 101);
+    ws
 }
 
 #[tokio::test]

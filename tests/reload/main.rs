@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{client, eventually, EchoUpstream, Proxy};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const ROUTES: &str = "routes:\n  - { prefix: \"/desktop/{id}/\", desktops: true, strip_prefix: true, websocket: true }\n  - { prefix: /, upstream: web }\n";
@@ -252,19 +253,9 @@ async fn removing_a_desktop_closes_its_open_tunnel() {
     let open = |id: &'static str| {
         let url = format!("ws://{}/desktop/{id}/tunnel", proxy.addr);
         async move {
-            for _ in 0..3 {
-                let (mut ws, _) = tokio_tungstenite::connect_async(url.clone())
-                    .await
-                    .expect("tunnel");
-                let greeted = matches!(ws.next().await, Some(Ok(Message::Text(_))));
-                if greeted
-                    && ws.send(Message::text("probe")).await.is_ok()
-                    && matches!(ws.next().await, Some(Ok(m)) if m == Message::text("probe"))
-                {
-                    return ws;
-                }
-            }
-            panic!("no working tunnel (Pingora #946 retries exhausted)");
+            support::ws::open_tunnel(|| url.clone().into_client_request().unwrap())
+                .await
+                .0
         }
     };
     let mut doomed = open("d-1").await;

@@ -5,7 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::oidc::{Browser, Options, Stack, DEFAULT_ROUTES, ENV};
@@ -227,28 +227,14 @@ async fn an_admin_revoke_closes_the_users_tunnel_on_another_replica() {
     let b = stack.replica().await;
     let browser = Browser::new();
     browser.login(&stack, "/").await;
-    let mut ws = None;
-    for _ in 0..3 {
-        let mut req = format!("ws://{}/desktop/d-alice/tunnel", b.addr)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert(
-            "cookie",
-            browser.cookie_header(&stack, "/").parse().unwrap(),
-        );
-        let (mut s, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("tunnel on B");
-        let greeted = matches!(s.next().await, Some(Ok(Message::Text(_))));
-        if greeted
-            && s.send(Message::text("probe")).await.is_ok()
-            && matches!(s.next().await, Some(Ok(m)) if m == Message::text("probe"))
-        {
-            ws = Some(s);
-            break;
-        }
-    }
-    let mut ws = ws.expect("a working tunnel (Pingora #946 retries exhausted)");
+    let url = format!("ws://{}/desktop/d-alice/tunnel", b.addr);
+    let cookie = browser.cookie_header(&stack, "/");
+    let (mut ws, _, _) = support::ws::open_tunnel(|| {
+        let mut req = url.clone().into_client_request().unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        req
+    })
+    .await;
 
     let list = std::process::Command::new(support::proxy::BIN)
         .args(["sessions", "list", "--user", "alice", "--config"])

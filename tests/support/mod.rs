@@ -10,6 +10,7 @@ pub mod prom;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod ws;
 
 pub use echo::EchoUpstream;
 pub use proxy::Proxy;

@@ -451,3 +451,96 @@ fn token_request_error<
         other => TokenError::Refused(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClaimNames, Secret};
+
+    fn settings(client_auth: ClientAuth) -> OidcSettings {
+        OidcSettings {
+            issuer: "https://idp.example".into(),
+            client_id: "portcullis".into(),
+            client_auth,
+            scopes: vec!["openid".into()],
+            public_url: "https://work.example".into(),
+            claims: ClaimNames {
+                user: "preferred_username".into(),
+                groups: "groups".into(),
+                email: "email".into(),
+            },
+            prompt: None,
+            ui_locales: None,
+            acr_values: None,
+            admin_groups: vec![],
+            api_audiences: vec!["portcullis".into()],
+            post_logout_redirect: "/".into(),
+        }
+    }
+
+    #[test]
+    fn private_key_jwt_assertion_is_signed_for_the_token_endpoint() {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let pem = key
+            .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap()
+            .to_string();
+        let public = key
+            .to_public_key()
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap();
+        let s = settings(ClientAuth::PrivateKeyJwt {
+            key_pem: Secret::new(pem),
+            key_id: Some("k1".into()),
+        });
+        let jwt = client_assertion(&s, "https://idp.example/token")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&jwt).unwrap().kid.as_deref(),
+            Some("k1")
+        );
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.set_audience(&["https://idp.example/token"]);
+        v.set_issuer(&["portcullis"]);
+        let decoded = jsonwebtoken::decode::<Map<String, Value>>(
+            &jwt,
+            &jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).unwrap(),
+            &v,
+        )
+        .unwrap();
+        assert_eq!(decoded.claims["sub"], "portcullis");
+        assert!(decoded.claims["jti"]
+            .as_str()
+            .is_some_and(|j| j.len() == 32));
+        assert!(client_assertion(
+            &settings(ClientAuth::SecretBasic(Secret::new("s".into()))),
+            "x"
+        )
+        .unwrap()
+        .is_none());
+    }
+
+    #[test]
+    fn claims_become_an_identity_without_anything_that_could_split_a_header() {
+        let s = settings(ClientAuth::SecretBasic(Secret::new("s".into())));
+        let claims = |v: Value| v.as_object().unwrap().clone();
+        let id = identity_from_claims(&s, &claims(serde_json::json!({"sub": "1", "preferred_username": "alice", "groups": ["a", "b,c", "d\r\nX: y", "e"], "email": "a@x"}))).unwrap();
+        assert_eq!(id.groups, vec!["a", "e"]);
+        assert!(identity_from_claims(
+            &s,
+            &claims(serde_json::json!({"sub": "1", "preferred_username": "al\nice"}))
+        )
+        .is_err());
+        assert!(identity_from_claims(&s, &claims(serde_json::json!({"sub": "1"}))).is_err());
+        let id = identity_from_claims(
+            &s,
+            &claims(
+                serde_json::json!({"sub": "1", "preferred_username": "bob", "groups": "single"}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(id.groups, vec!["single"]);
+    }
+}

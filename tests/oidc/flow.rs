@@ -64,6 +64,10 @@ async fn a_browser_logs_in_and_the_upstream_sees_exactly_the_verified_identity()
         "{set_cookies:?}"
     );
 
+    assert_eq!(
+        stack.idp.last_token_client_auth().as_deref(),
+        Some("client_secret_basic")
+    );
     let body: Value = resp.json().await.unwrap();
     let h = &body["headers"];
     assert_eq!(body["uri"], "/app/page?x=1");
@@ -316,4 +320,23 @@ async fn claims_only_at_userinfo_are_used_as_certified_providers_send_them() {
     assert_eq!(body["headers"]["x-remote-groups"], "staff,users");
     assert_eq!(body["headers"]["x-remote-email"], "alice@example.com");
     assert!(stack.idp.counters().userinfo_requests >= 1);
+}
+
+#[tokio::test]
+async fn client_secret_post_and_authorize_parameters_are_used_as_configured() {
+    let stack = Stack::start_with(Options {
+        oidc_extra: "  client_auth: client_secret_post\n  prompt: login\n  ui_locales: de fr\n  acr_values: mfa\n",
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    assert_eq!(browser.login(&stack, "/app").await.status(), 200);
+    assert_eq!(
+        stack.idp.last_token_client_auth().as_deref(),
+        Some("client_secret_post")
+    );
+    let q = stack.idp.last_authorize_query().unwrap();
+    assert_eq!(q["prompt"], "login");
+    assert_eq!(q["ui_locales"], "de fr");
+    assert_eq!(q["acr_values"], "mfa");
 }

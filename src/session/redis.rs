@@ -36,7 +36,17 @@
 //! after a loss (or established after failed attempts), messages published in between are
 //! lost, so the task then sends [`INVALIDATE_ALL`] (`"*"`): a receiver must drop its whole
 //! cache. A receiver that falls behind gets `RecvError::Lagged` from the broadcast channel and
-//! must treat it the same way.
+//! must treat it the same way. [`INVALIDATE_ALL`] is only sent after a *re*-subscription: when
+//! `connect` returns with Redis up, the first subscription is already in place.
+//!
+//! A PUBLISH that fails (Redis down) still delivers the key to this replica's own receivers,
+//! since Redis will not echo it back; the call returns the error all the same.
+//!
+//! # Retries
+//!
+//! An operation whose connection turns out to be broken (typically the first one after Redis
+//! restarted) is retried once on a fresh connection, within the same time bound. See
+//! `Inner::run` for why that is safe for each operation.
 //!
 //! # Secrets
 //!
@@ -250,8 +260,10 @@ impl RedisStore {
 
         // Both first connections at once, each bounded: a store that is ready when Redis is
         // up, and a start that is not held up when it is not.
-        let first_subscription =
-            tokio::time::timeout(timeout, state_rx.wait_for(|s| *s != Subscription::Starting));
+        let first_subscription = tokio::time::timeout(
+            timeout,
+            wait_state(&mut state_rx, |s| s != Subscription::Starting),
+        );
         let (_, warm) = tokio::join!(first_subscription, inner.ping());
         match warm {
             Ok(()) => tracing::info!(redis = %inner.endpoints, "session store: Redis reachable"),
@@ -279,10 +291,20 @@ impl RedisStore {
     /// Waits until the invalidation subscription is live, at most `limit`; `true` if it is.
     pub async fn wait_subscribed(&self, limit: Duration) -> bool {
         let mut state = self.subscribed.clone();
-        tokio::time::timeout(limit, state.wait_for(|s| *s == Subscription::Up))
+        tokio::time::timeout(limit, wait_state(&mut state, |s| s == Subscription::Up))
             .await
-            .is_ok_and(|r| r.is_ok())
+            .unwrap_or(false)
     }
+}
+
+/// Waits until the subscription state satisfies `want`; `false` if the task is gone.
+async fn wait_state(
+    state: &mut watch::Receiver<Subscription>,
+    want: impl Fn(Subscription) -> bool,
+) -> bool {
+    // `wait_for` returns a guard holding the channel's read lock: it must be dropped at once,
+    // or the subscriber task blocks its thread on its next state change.
+    state.wait_for(|s| want(*s)).await.is_ok()
 }
 
 impl fmt::Debug for RedisStore {
@@ -336,12 +358,11 @@ fn build_direct(
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
-                // One quick retry only: the operation that triggered a reconnect waits for it,
-                // and a long retry series would hold every operation up while Redis is down.
-                // The next operation starts a new attempt anyway.
-                .set_number_of_retries(1)
-                .set_min_delay(Duration::from_millis(50))
-                .set_max_delay(Duration::from_millis(200));
+                // No retry series inside the manager: operations wait for the reconnection in
+                // progress, so a series would hold every one of them up while Redis is down.
+                // `Inner::run` retries once itself, and every later operation that finds the
+                // connection broken starts a new attempt.
+                .set_number_of_retries(0);
             let manager = client
                 .get_connection_manager_lazy(config)
                 .map_err(config_error)?;
@@ -544,6 +565,17 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// The commands of one write, each with the Redis key it touches (for Cluster grouping).
+#[derive(Default)]
+struct Batch(Vec<(String, Cmd)>);
+
+impl Batch {
+    fn add(&mut self, key: &str, cmd: &mut Cmd) {
+        let cmd = std::mem::replace(cmd, Cmd::new());
+        self.0.push((key.to_string(), cmd));
+    }
+}
+
 /// Whether an error means the connection is no good any more (as opposed to an error in
 /// answer to one command).
 fn connection_broken(e: &RedisError) -> bool {
@@ -576,14 +608,60 @@ impl Inner {
         matches!(self.backend, Backend::Cluster { .. })
     }
 
-    /// A pipeline that is a MULTI/EXEC transaction where the deployment allows it. In Cluster
-    /// the keys of one operation hash to different slots, so there it is a plain pipeline.
-    fn pipeline(&self) -> Pipeline {
-        let mut pipe = ::redis::pipe();
+    /// Runs the commands of one write as a MULTI/EXEC transaction, in order. In Cluster the
+    /// keys of one operation hash to different slots and no transaction (nor pipeline) may
+    /// span them, so there the commands are grouped by key, each group is a pipeline in its
+    /// original order, and the groups run concurrently.
+    async fn write(&self, conn: &Conn, batch: Batch) -> RedisResult<()> {
         if !self.is_cluster() {
+            let mut pipe = ::redis::pipe();
             pipe.atomic();
+            for (_, cmd) in batch.0 {
+                pipe.add_command(cmd).ignore();
+            }
+            return pipe.exec_async(&mut conn.clone()).await;
         }
-        pipe
+        let mut groups: Vec<(String, Pipeline)> = Vec::new();
+        for (key, cmd) in batch.0 {
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, pipe)) => {
+                    pipe.add_command(cmd).ignore();
+                }
+                None => {
+                    let mut pipe = ::redis::pipe();
+                    pipe.add_command(cmd).ignore();
+                    groups.push((key, pipe));
+                }
+            }
+        }
+        futures::future::try_join_all(groups.into_iter().map(|(_, pipe)| {
+            let mut conn = conn.clone();
+            async move { pipe.exec_async(&mut conn).await }
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Whether each of `keys` exists: one pipeline, or in Cluster one command per key (they
+    /// live in different slots), concurrently.
+    async fn exist(&self, conn: &Conn, keys: &[String]) -> RedisResult<Vec<bool>> {
+        if !self.is_cluster() {
+            let mut pipe = ::redis::pipe();
+            for key in keys {
+                pipe.cmd("EXISTS").arg(key);
+            }
+            return pipe.query_async(&mut conn.clone()).await;
+        }
+        futures::future::try_join_all(keys.iter().map(|key| {
+            let mut conn = conn.clone();
+            async move {
+                ::redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async::<bool>(&mut conn)
+                    .await
+            }
+        }))
+        .await
     }
 
     async fn conn(&self) -> RedisResult<(u64, Conn)> {
@@ -615,29 +693,52 @@ impl Inner {
         match &self.backend {
             // The manager replaces a broken connection by itself.
             Backend::Single { .. } => {}
-            Backend::Cluster { conn, .. } => conn.forget(generation).await,
+            // The cluster connection reconnects to failed nodes (and, when all have failed, to
+            // the seed nodes) by itself; replacing it would only churn through every node's
+            // connection while one node is down.
+            Backend::Cluster { .. } => {}
             Backend::Sentinel { conn, .. } => conn.forget(generation).await,
         }
     }
 
     /// Runs `op` on a connection, bounded by the operation timeout, and turns every failure
     /// into a scrubbed `StoreError::Unavailable` naming the operation.
+    ///
+    /// An error from the connection rather than from the command (the socket died while idle,
+    /// say, when Redis restarted) is retried once on a new connection: without that, the first
+    /// operation of every replica after a Redis restart would fail. The retry can repeat a
+    /// command that did run but whose answer was lost; that is harmless for every operation
+    /// here (writes are idempotent) and fails safe for the two that are not: `put_if_absent`
+    /// may answer "already there" and `try_lock` "held" (by our own lock, until it expires).
     async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Conn) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let attempt = async {
-            let (generation, conn) = self.conn().await?;
-            let result = op(conn).await;
-            if let Err(e) = &result {
-                if connection_broken(e) {
-                    self.forget(generation).await;
+        let attempts = async {
+            let mut retried = false;
+            loop {
+                let (generation, conn) = match self.conn().await {
+                    Ok(c) => c,
+                    Err(e) if connection_broken(&e) && !retried => {
+                        retried = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match op(conn).await {
+                    Err(e) if connection_broken(&e) => {
+                        self.forget(generation).await;
+                        if retried {
+                            return Err(e);
+                        }
+                        retried = true;
+                    }
+                    result => return result,
                 }
             }
-            result
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(StoreError::Unavailable(scrub(
                 &self.secrets,
@@ -793,11 +894,11 @@ fn ttl_ms(ttl: Duration) -> u64 {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let k = self.inner.key(key);
+        let k = &self.inner.key(key);
         self.inner
             .run("GET", |mut c| async move {
                 ::redis::cmd("GET")
-                    .arg(&k)
+                    .arg(k)
                     .query_async::<Option<Vec<u8>>>(&mut c)
                     .await
             })
@@ -813,9 +914,10 @@ impl SessionStore for RedisStore {
     ) -> Result<(), StoreError> {
         let inner = &self.inner;
         let ms = ttl_ms(ttl);
-        let k = inner.key(key);
-        let tags_key = inner.tags_of(key);
-        let tags: Vec<&String> = {
+        let k = &inner.key(key);
+        let tags_key = &inner.tags_of(key);
+        let value = &value;
+        let tags: &Vec<&String> = &{
             let mut seen = HashSet::new();
             tags.iter().filter(|t| seen.insert(t.as_str())).collect()
         };
@@ -823,80 +925,77 @@ impl SessionStore for RedisStore {
             .run("PUT", |mut c| async move {
                 // Tags this key had before and has no more must not keep pointing at it.
                 let old: Vec<String> = ::redis::cmd("SMEMBERS")
-                    .arg(&tags_key)
+                    .arg(tags_key)
                     .query_async(&mut c)
                     .await?;
-                let mut pipe = inner.pipeline();
-                pipe.cmd("SET")
-                    .arg(&k)
-                    .arg(value)
-                    .arg("PX")
-                    .arg(ms)
-                    .ignore();
-                pipe.cmd("DEL").arg(&tags_key).ignore();
+                let mut batch = Batch::default();
+                batch.add(k, ::redis::cmd("SET").arg(k).arg(value).arg("PX").arg(ms));
+                batch.add(tags_key, ::redis::cmd("DEL").arg(tags_key));
                 if !tags.is_empty() {
-                    pipe.cmd("SADD").arg(&tags_key).arg(&tags).ignore();
-                    pipe.cmd("PEXPIRE").arg(&tags_key).arg(ms).ignore();
+                    batch.add(tags_key, ::redis::cmd("SADD").arg(tags_key).arg(tags));
+                    batch.add(tags_key, ::redis::cmd("PEXPIRE").arg(tags_key).arg(ms));
                 }
-                for tag in &tags {
+                for tag in tags {
                     // EVAL with the script's text rather than EVALSHA: inside MULTI a
                     // NOSCRIPT error could not be recovered from.
-                    pipe.cmd("EVAL")
-                        .arg(TAG_SCRIPT)
-                        .arg(1)
-                        .arg(inner.tag_set(tag))
-                        .arg(key)
-                        .arg(ms)
-                        .ignore();
+                    let set = inner.tag_set(tag);
+                    batch.add(
+                        &set,
+                        ::redis::cmd("EVAL")
+                            .arg(TAG_SCRIPT)
+                            .arg(1)
+                            .arg(&set)
+                            .arg(key)
+                            .arg(ms),
+                    );
                 }
                 for stale in old.iter().filter(|t| !tags.contains(t)) {
-                    pipe.cmd("SREM").arg(inner.tag_set(stale)).arg(key).ignore();
+                    let set = inner.tag_set(stale);
+                    batch.add(&set, ::redis::cmd("SREM").arg(&set).arg(key));
                 }
-                pipe.exec_async(&mut c).await
+                inner.write(&c, batch).await
             })
             .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let k = inner.key(key);
-        let tags_key = inner.tags_of(key);
+        let k = &inner.key(key);
+        let tags_key = &inner.tags_of(key);
         inner
             .run("DELETE", |mut c| async move {
                 let tags: Vec<String> = ::redis::cmd("SMEMBERS")
-                    .arg(&tags_key)
+                    .arg(tags_key)
                     .query_async(&mut c)
                     .await?;
-                let mut pipe = inner.pipeline();
-                pipe.cmd("DEL").arg(&k).ignore();
-                pipe.cmd("DEL").arg(&tags_key).ignore();
+                let mut batch = Batch::default();
+                batch.add(k, ::redis::cmd("DEL").arg(k));
+                batch.add(tags_key, ::redis::cmd("DEL").arg(tags_key));
                 for tag in &tags {
-                    pipe.cmd("SREM").arg(inner.tag_set(tag)).arg(key).ignore();
+                    let set = inner.tag_set(tag);
+                    batch.add(&set, ::redis::cmd("SREM").arg(&set).arg(key));
                 }
-                pipe.exec_async(&mut c).await
+                inner.write(&c, batch).await
             })
             .await
     }
 
     async fn keys_with_tag(&self, tag: &str) -> Result<Vec<String>, StoreError> {
         let inner = &self.inner;
-        let set = inner.tag_set(tag);
+        let set = &inner.tag_set(tag);
         inner
             .run("KEYS_WITH_TAG", |mut c| async move {
                 let members: Vec<String> = ::redis::cmd("SMEMBERS")
-                    .arg(&set)
+                    .arg(set)
                     .query_async(&mut c)
                     .await?;
                 if members.is_empty() {
                     return Ok(members);
                 }
-                // One EXISTS per key rather than one for all: in Cluster the keys live in
-                // different slots. Never atomic, which is fine for a read.
-                let mut pipe = ::redis::pipe();
-                for m in &members {
-                    pipe.cmd("EXISTS").arg(inner.key(m));
-                }
-                let exists: Vec<bool> = pipe.query_async(&mut c).await?;
+                // Not atomic with the SMEMBERS, which is fine: a key that expires right after
+                // is dropped next time.
+                let keys: Vec<String> = members.iter().map(|m| inner.key(m)).collect();
+                let exists = inner.exist(&c, &keys).await?;
                 let (live, dead): (Vec<_>, Vec<_>) = members
                     .into_iter()
                     .zip(exists)
@@ -904,7 +1003,7 @@ impl SessionStore for RedisStore {
                 if !dead.is_empty() {
                     let dead: Vec<String> = dead.into_iter().map(|(m, _)| m).collect();
                     ::redis::cmd("SREM")
-                        .arg(&set)
+                        .arg(set)
                         .arg(dead)
                         .exec_async(&mut c)
                         .await?;
@@ -920,12 +1019,13 @@ impl SessionStore for RedisStore {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let k = self.inner.key(key);
+        let k = &self.inner.key(key);
+        let value = &value;
         let ms = ttl_ms(ttl);
         self.inner
             .run("SET NX", |mut c| async move {
                 let stored: Value = ::redis::cmd("SET")
-                    .arg(&k)
+                    .arg(k)
                     .arg(value)
                     .arg("NX")
                     .arg("PX")
@@ -938,35 +1038,35 @@ impl SessionStore for RedisStore {
     }
 
     async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
-        let k = self.inner.lock_key(name);
+        let k = &self.inner.lock_key(name);
         let ms = ttl_ms(ttl);
-        let token: String = rand::random::<[u8; 16]>()
+        let token: &String = &rand::random::<[u8; 16]>()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         self.inner
             .run("LOCK", |mut c| async move {
                 let taken: Value = ::redis::cmd("SET")
-                    .arg(&k)
-                    .arg(&token)
+                    .arg(k)
+                    .arg(token)
                     .arg("NX")
                     .arg("PX")
                     .arg(ms)
                     .query_async(&mut c)
                     .await?;
-                Ok((!matches!(taken, Value::Nil)).then_some(token))
+                Ok((!matches!(taken, Value::Nil)).then(|| token.clone()))
             })
             .await
     }
 
     async fn unlock(&self, name: &str, token: &str) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let k = inner.lock_key(name);
+        let k = &inner.lock_key(name);
         inner
             .run("UNLOCK", |mut c| async move {
                 inner
                     .unlock_script
-                    .key(&k)
+                    .key(k)
                     .arg(token)
                     .invoke_async::<i64>(&mut c)
                     .await

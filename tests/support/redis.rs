@@ -227,3 +227,170 @@ fn free_port() -> u16 {
 fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
+
+/// A Redis Cluster of `masters` nodes without replicas, every slot assigned, on free ports.
+/// Each node keeps its `nodes.conf` in its own directory, so a restarted node rejoins as
+/// itself.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub async fn start(masters: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..masters {
+            nodes.push(
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+                .await,
+            );
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("redis-cli must be installed");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok().await;
+        cluster
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url()).collect()
+    }
+
+    pub fn kill_all(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+    }
+
+    pub async fn restart_all(&mut self) {
+        for n in &mut self.nodes {
+            n.restart().await;
+        }
+        self.wait_ok().await;
+    }
+
+    /// Until every node reports `cluster_state:ok` (slots assigned and agreed on).
+    pub async fn wait_ok(&self) {
+        let deadline = tokio::time::Instant::now() + START_LIMIT;
+        for node in &self.nodes {
+            loop {
+                if let Ok(mut c) = node.connection().await {
+                    let info: ::redis::RedisResult<String> = ::redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut c)
+                        .await;
+                    if info.is_ok_and(|i| i.contains("cluster_state:ok")) {
+                        break;
+                    }
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cluster node {} not ok within {START_LIMIT:?}",
+                    node.port
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A Redis Sentinel watching the master `name` at `127.0.0.1:master_port`, deciding alone
+/// (quorum 1) and quickly (down after 1 s), for failover tests.
+pub struct RedisSentinel {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisSentinel {
+    pub async fn start(name: &str, master_port: u16) -> RedisSentinel {
+        let dir = tempfile::tempdir().expect("temporary directory for redis-sentinel");
+        let port = free_port();
+        // Sentinel rewrites its configuration file, so it must be its own and writable.
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n",
+                dir = path_str(dir.path()),
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .args(["--sentinel", "--loglevel", "warning"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server must be installed");
+        let sentinel = RedisSentinel {
+            port,
+            child: Some(child),
+            dir,
+        };
+        let deadline = tokio::time::Instant::now() + START_LIMIT;
+        loop {
+            if sentinel.master_port(name).await.is_some() {
+                return sentinel;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-sentinel on port {port} not ready within {START_LIMIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port of the master as this sentinel currently sees it.
+    pub async fn master_port(&self, name: &str) -> Option<u16> {
+        let client = ::redis::Client::open(self.url()).ok()?;
+        let config = ::redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        let mut c = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .ok()?;
+        let addr: Vec<String> = ::redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(name)
+            .query_async(&mut c)
+            .await
+            .ok()?;
+        addr.get(1)?.parse().ok()
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

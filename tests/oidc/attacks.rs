@@ -79,10 +79,7 @@ async fn a_replayed_code_is_refused() {
     let browser = Browser::new();
     let cb = callback_url(&stack, &browser, "/oauth2/login").await;
     let attempt_cookie = browser.cookie_header(&stack, "/oauth2/callback");
-    let raw = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let raw = crate::support::client();
     let first = raw
         .get(&cb)
         .header("cookie", &attempt_cookie)
@@ -164,10 +161,7 @@ async fn tampered_cookies_are_no_session() {
     let mut flipped = value.clone().into_bytes();
     flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).unwrap();
-    let raw = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let raw = crate::support::client();
     for bad in [
         flipped.as_str(),
         "",

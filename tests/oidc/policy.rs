@@ -5,10 +5,7 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn browsers_are_redirected_and_everything_else_gets_401() {
     let stack = Stack::start().await;
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let c = crate::support::client();
     // A navigation on a login route: 302 to login.
     let resp = c
         .get(stack.url("/app"))
@@ -188,10 +185,7 @@ async fn bearer_tokens_from_the_provider_open_api_routes_and_forgeries_do_not() 
         assert_eq!(resp.status(), 401, "{what}");
     }
     // A bearer token is no login on a browser route.
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let resp = crate::support::client()
         .get(stack.url("/app"))
         .bearer_auth(stack.idp.access_token_for(&bob, "portcullis"))
         .send()

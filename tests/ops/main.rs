@@ -175,10 +175,7 @@ async fn login_and_logout_are_counted() {
         .send()
         .await
         .unwrap();
-    let bad = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let bad = support::client();
     let _ = bad
         .get(stack.url("/oauth2/callback?state=x&code=y"))
         .send()

@@ -53,10 +53,7 @@ async fn a_login_on_one_replica_is_valid_on_another_and_a_logout_ends_it_everywh
 
     // Log out on A with the cookie, keeping it in the jar so B keeps being sent it.
     let cookie = browser.cookie_header(&stack, "/");
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let resp = support::client()
         .get(stack.url("/oauth2/logout"))
         .header("cookie", cookie)
         .send()

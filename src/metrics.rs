@@ -16,6 +16,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub backend_up: IntGaugeVec,
     pub in_flight: IntGauge,
+    pub connections_open: IntGauge,
     pub tunnels_open: IntGauge,
     pub logins: IntCounterVec,
     pub logouts: IntCounterVec,
@@ -74,6 +75,10 @@ pub fn metrics() -> &'static Metrics {
                 "portcullis_backend_up",
                 "1 if the backend passes its health checks (or has none), 0 if not.",
                 &["pool", "backend"]
+            )),
+            connections_open: ok(register_int_gauge!(
+                "portcullis_downstream_connections_open",
+                "Open HTTP/1.x client connections that have sent a request (HTTP/2 connections are not counted)."
             )),
             in_flight: ok(register_int_gauge!(
                 "portcullis_requests_in_flight",
@@ -173,6 +178,24 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics().in_flight.dec();
+    }
+}
+
+/// Counts a client connection as open for as long as any request context or the connection's
+/// keep-alive state holds it: Pingora has no hook for a connection's end, but it drops the
+/// state it keeps between requests when the connection closes.
+pub struct ConnectionOpen;
+
+impl ConnectionOpen {
+    pub fn start() -> std::sync::Arc<ConnectionOpen> {
+        metrics().connections_open.inc();
+        std::sync::Arc::new(ConnectionOpen)
+    }
+}
+
+impl Drop for ConnectionOpen {
+    fn drop(&mut self) {
+        metrics().connections_open.dec();
     }
 }
 

@@ -328,3 +328,55 @@ async fn access_log_lines_are_json_without_secrets() {
         assert!(!log.contains(secret), "`{secret}` in the log");
     }
 }
+
+#[tokio::test]
+async fn open_client_connections_are_counted_until_they_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = EchoUpstream::start("web").await;
+    let proxy = Proxy::start(
+        "routes:\n  - { prefix: /, upstream: web }\n",
+        &format!("upstreams:\n  web: {{ backends: [\"{}\"] }}\n", web.addr),
+    )
+    .await;
+    let open = || async {
+        scrape(&proxy.ops_url("/metrics"))
+            .await
+            .value("portcullis_downstream_connections_open", &[])
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            client().get(proxy.ops_url("/healthz")).send().await.is_ok()
+        })
+        .await
+    );
+    let baseline = open().await;
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        conns.push(s);
+    }
+    // Idle keep-alive connections stay counted.
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            open().await == baseline + 3.0
+        })
+        .await,
+        "{}",
+        open().await
+    );
+    drop(conns);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            open().await == baseline
+        })
+        .await,
+        "{}",
+        open().await
+    );
+}

@@ -279,3 +279,52 @@ async fn removing_a_desktop_closes_its_open_tunnel() {
     kept.send(Message::text("still")).await.unwrap();
     assert_eq!(kept.next().await.unwrap().unwrap(), Message::text("still"));
 }
+
+#[tokio::test]
+async fn health_state_survives_a_reload_of_the_pool() {
+    let a = EchoUpstream::start("a").await;
+    let b = EchoUpstream::start("b").await;
+    let c = EchoUpstream::start("c").await;
+    let proxy = Proxy::start(ROUTES, &upstreams(&[&a, &b], &[])).await;
+    b.set_healthy(false);
+    let served = |expect: &'static str| {
+        let url = proxy.url("/");
+        async move {
+            let body: serde_json::Value = client()
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["server"] == expect
+        }
+    };
+    // b leaves the rotation: two answers in a row from a.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            served("a").await && served("a").await
+        })
+        .await
+    );
+    let before = b.requests();
+    // The pool changes (c joins); b's "down" must carry over, not reset to "up".
+    std::fs::write(
+        proxy.dir.path().join("upstreams.yaml"),
+        upstreams(&[&a, &b, &c], &[]),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || async { served("c").await }).await,
+        "c never joined"
+    );
+    for _ in 0..20 {
+        let _ = served("a").await;
+    }
+    assert_eq!(
+        b.requests(),
+        before,
+        "the unhealthy backend got traffic after the reload"
+    );
+}

@@ -273,6 +273,7 @@ pub struct RedisStoreSettings {
     pub urls: Vec<Secret>,
     pub cluster: bool,
     pub sentinel_master: Option<String>,
+    pub sentinel_master_url: Option<Secret>,
     pub key_prefix: String,
     pub timeout: Duration,
 }

@@ -112,7 +112,11 @@ pub struct RedisSection {
 #[serde(deny_unknown_fields)]
 pub struct SentinelSection {
     pub master_name: Text,
+    /// The sentinels, with their own credentials if they need any.
     pub urls: Vec<Text>,
+    /// Credentials, database and TLS (`rediss://`) for the master itself; its host and port
+    /// are ignored (the sentinels name the master).
+    pub master_url: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -289,6 +289,11 @@ impl Validator<'_> {
             urls: urls.iter().map(|u| Secret::new(u.to_string())).collect(),
             cluster: r.cluster || r.urls.as_ref().is_some_and(|l| l.len() > 1),
             sentinel_master,
+            sentinel_master_url: r
+                .sentinel
+                .as_ref()
+                .and_then(|s| s.master_url.as_ref())
+                .map(|u| Secret::new(u.to_string())),
             key_prefix: r.key_prefix.clone().unwrap_or_else(|| "portcullis:".into()),
             timeout: self.duration(&r.timeout, std::time::Duration::from_secs(1)),
         }

@@ -302,7 +302,10 @@ pub async fn connect_store(
             let urls: Vec<String> = r.urls.iter().map(|u| u.expose().to_string()).collect();
             let (urls, sentinel) = match &r.sentinel_master {
                 Some(master) => (
-                    Vec::new(),
+                    r.sentinel_master_url
+                        .iter()
+                        .map(|u| u.expose().to_string())
+                        .collect(),
                     Some(redis::SentinelSettings {
                         master_name: master.clone(),
                         urls,

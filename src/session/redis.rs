@@ -48,6 +48,12 @@
 //! restarted) is retried once on a fresh connection, within the same time bound. See
 //! `Inner::run` for why that is safe for each operation.
 //!
+//! # TLS
+//!
+//! `rediss://` URLs verify the server against the system's trust store (rustls with the
+//! platform's roots, which honour `SSL_CERT_FILE`): a private CA must be installed there.
+//! Skipping verification (`#insecure`) is deliberately not built in.
+//!
 //! # Secrets
 //!
 //! URLs may carry a password. Logs name servers by `host:port` only, and every error message

@@ -226,7 +226,7 @@ impl BackgroundService for Reloader {
                 }
                 _ = poll.tick() => {
                     polls = polls.wrapping_add(1);
-                    if self.changed(polls % CONTENT_CHECK_EVERY == 0) {
+                    if self.changed(polls.is_multiple_of(CONTENT_CHECK_EVERY)) {
                         // Let a burst of writes finish, then read the final content.
                         loop {
                             let before: Vec<Stamp> = self.lock().stamps.iter().map(|(p, _)| stamp(p)).collect();

@@ -348,7 +348,7 @@ fn decode_key(text: &str, index: usize) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyE
     let mut buf = Zeroizing::new(vec![0u8; text.len() + 3]);
     // Only hex text has an even length and no characters outside 0-9a-f: a
     // 32-byte base64 key is 43 characters, or 44 ending in `=`.
-    let len = if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let len = if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         decode_hex(text.as_bytes(), &mut buf)
     } else {
         STANDARD_ANY_PAD

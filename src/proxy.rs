@@ -435,6 +435,16 @@ impl ProxyHttp for Portcullis {
         }
     }
 
+    /// A client that hangs up before its answer is routine (wrk at the end of a run, a closed
+    /// tab); Pingora logs it at ERROR. It still shows in the access log with its status.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        error.esource() == &ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+    }
+
     fn persist_connection_context(
         &self,
         _session: &Session,

@@ -17,6 +17,9 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
+    /// Entries that are sessions (markers and locks carry a `kind:` prefix), kept as a count
+    /// so a metrics scrape does not walk the store under its lock.
+    sessions: usize,
     entries: HashMap<String, Entry>,
     by_expiry: BTreeSet<(Instant, String)>,
     tags: HashMap<String, HashSet<String>>,
@@ -66,9 +69,14 @@ impl MemoryStore {
     }
 }
 
+fn is_session(key: &str) -> bool {
+    !key.contains(':')
+}
+
 impl Inner {
     fn remove(&mut self, key: &str) {
         if let Some(e) = self.entries.remove(key) {
+            self.sessions -= usize::from(is_session(key));
             self.by_expiry.remove(&(e.expires, key.to_string()));
             for tag in e.tags {
                 if let Some(set) = self.tags.get_mut(&tag) {
@@ -106,6 +114,7 @@ impl Inner {
                 .or_default()
                 .insert(key.to_string());
         }
+        self.sessions += usize::from(is_session(key));
         self.entries.insert(
             key.to_string(),
             Entry {
@@ -216,14 +225,7 @@ impl SessionStore for MemoryStore {
     }
 
     fn session_count(&self) -> Option<usize> {
-        // Sessions only: single-use markers and locks carry a `kind:` prefix.
-        Some(
-            self.lock()
-                .entries
-                .keys()
-                .filter(|k| !k.contains(':'))
-                .count(),
-        )
+        Some(self.lock().sessions)
     }
 }
 
@@ -283,5 +285,29 @@ mod tests {
         assert!(s.get("k0").await.unwrap().is_none());
         assert!(s.get("k999").await.unwrap().is_some());
         assert!(s.keys_with_tag("t0").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn counts_sessions_not_markers_or_locks() {
+        let s = MemoryStore::new(10);
+        s.put("abc", vec![1], Duration::from_secs(60), &[])
+            .await
+            .unwrap();
+        assert!(s
+            .put_if_absent("used:x", vec![], Duration::from_secs(60))
+            .await
+            .unwrap());
+        assert!(s
+            .try_lock("refresh:abc", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(s.session_count(), Some(1));
+        s.put("abc", vec![2], Duration::from_secs(60), &[])
+            .await
+            .unwrap();
+        assert_eq!(s.session_count(), Some(1));
+        s.delete("abc").await.unwrap();
+        assert_eq!(s.session_count(), Some(0));
     }
 }

@@ -16,4 +16,4 @@ cargo build --locked
 PORTCULLIS_BIN="$PWD/target/debug/portcullis" tests/oidc-provider/run.sh
 
 echo "== cargo test"
-cargo test --all-targets --locked "$@"
+cargo test --locked --lib --bins --tests "$@"

@@ -28,6 +28,9 @@ RUN cargo fetch --locked
 COPY src/ src/
 COPY conf/ conf/
 COPY plugins/ plugins/
+# Cargo.toml declares the bench target, and cargo refuses a manifest whose targets are
+# missing; the bench is not built here.
+COPY benches/ benches/
 RUN cargo build --release --locked
 
 # ---- runtime ----------------------------------------------------------------------------

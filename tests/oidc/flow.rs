@@ -340,3 +340,47 @@ async fn client_secret_post_and_authorize_parameters_are_used_as_configured() {
     assert_eq!(q["ui_locales"], "de fr");
     assert_eq!(q["acr_values"], "mfa");
 }
+
+#[tokio::test]
+async fn configured_header_names_and_the_access_token_reach_the_upstream() {
+    let stack = Stack::start_with(Options {
+        extra: "identity_headers: { user: X-Auth-Name, groups: X-Remote-User-Groups, email: X-Auth-Mail, access_token: true }\n",
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    browser.login(&stack, "/").await;
+    let resp = browser
+        .client
+        .get(stack.url("/app"))
+        .header("authorization", "Bearer forged")
+        .header("x-auth-name", "mallory")
+        .header("x-remote-user-groups", "admins")
+        .header("x-remote-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    let h = &body["headers"];
+    assert_eq!(h["x-auth-name"], "alice");
+    assert_eq!(h["x-remote-user-groups"], "staff,users");
+    assert_eq!(h["x-auth-mail"], "alice@example.com");
+    assert!(h.get("x-remote-user").is_none(), "{h}");
+    let auth = h["authorization"].as_str().unwrap();
+    assert!(
+        auth.starts_with("Bearer ey") && auth.split('.').count() == 3,
+        "{auth}"
+    );
+    // On a public route the client's Authorization is removed too: only ours is ever sent.
+    let body: Value = browser
+        .client
+        .get(stack.url("/public/x"))
+        .header("authorization", "Bearer forged")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body["headers"].get("authorization").is_none());
+}

@@ -19,11 +19,21 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 /// A port that was free a moment ago. Only for processes we cannot hand a bound socket to.
+/// Never the same port twice in one test process: the kernel may hand a just-released port out
+/// again at once, and a proxy's main and metrics ports picked back to back then collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on loopback")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port on loopback");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `probe` until it holds or `limit` passes; the event we wait for has no other signal.

@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use ::redis::IntoConnectionInfo;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,7 +31,7 @@ impl RedisServer {
     pub async fn start_with(args: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("temporary directory for redis-server");
         let mut server = RedisServer {
-            port: free_port(),
+            port: super::free_port(),
             child: None,
             dir,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
@@ -216,14 +215,6 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port that was free a moment ago (redis-server must bind it itself).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on loopback")
-}
-
 fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -322,7 +313,7 @@ pub struct RedisSentinel {
 impl RedisSentinel {
     pub async fn start(name: &str, master_port: u16) -> RedisSentinel {
         let dir = tempfile::tempdir().expect("temporary directory for redis-sentinel");
-        let port = free_port();
+        let port = super::free_port();
         // Sentinel rewrites its configuration file, so it must be its own and writable.
         let conf = dir.path().join("sentinel.conf");
         std::fs::write(

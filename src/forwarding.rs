@@ -16,7 +16,7 @@ const CLIENT_CLAIMS: [&str; 5] = [
 pub struct Origin<'a> {
     pub client: Option<&'a SocketAddr>,
     pub tls: bool,
-    pub host: Option<String>,
+    pub host: Option<&'a str>,
     pub request_id: &'a str,
 }
 
@@ -33,8 +33,8 @@ pub fn set_forwarding_headers(req: &mut RequestHeader, origin: &Origin<'_>) -> p
         "x-forwarded-proto",
         if origin.tls { "https" } else { "http" },
     )?;
-    if let Some(host) = &origin.host {
-        req.insert_header("x-forwarded-host", host.as_str())?;
+    if let Some(host) = origin.host {
+        req.insert_header("x-forwarded-host", host)?;
     }
     req.insert_header(crate::request_id::HEADER, origin.request_id)?;
     Ok(())

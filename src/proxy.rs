@@ -73,15 +73,11 @@ impl Ctx {
 
     /// `(pool, backend)` labels: desktops share one label pair so that their number never
     /// reaches the metrics.
-    fn upstream_labels(&self) -> (&str, String) {
+    fn upstream_labels(&self) -> (&str, &str) {
         match &self.target {
-            Some(Target::Pool(p)) => (
-                &p.spec.name,
-                self.backend
-                    .map_or_else(|| "-".to_string(), |b| b.to_string()),
-            ),
-            Some(Target::Desktop(_)) => ("desktops", "-".to_string()),
-            None => ("-", "-".to_string()),
+            Some(Target::Pool(p)) => (&p.spec.name, self.backend.map_or("-", |b| p.label_of(b))),
+            Some(Target::Desktop(_)) => ("desktops", "-"),
+            None => ("-", "-"),
         }
     }
 
@@ -315,7 +311,7 @@ impl ProxyHttp for Portcullis {
         let (pool, backend) = ctx.upstream_labels();
         metrics()
             .upstream_errors
-            .with_label_values(&[pool, &backend, "connect"])
+            .with_label_values(&[pool, backend, "connect"])
             .inc();
         // Nothing was sent yet, so trying another backend is safe for every method.
         if let (Some(Target::Pool(pool)), Some(addr)) = (&ctx.target, ctx.backend) {
@@ -369,7 +365,7 @@ impl ProxyHttp for Portcullis {
         let origin = Origin {
             client: session.client_addr().and_then(|a| a.as_inet()),
             tls,
-            host: dispatch::request_host(session.req_header()).map(str::to_string),
+            host: dispatch::request_host(session.req_header()),
             request_id: &ctx.request_id,
         };
         forwarding::set_forwarding_headers(upstream_request, &origin)?;
@@ -408,7 +404,7 @@ impl ProxyHttp for Portcullis {
             let (pool, backend) = ctx.upstream_labels();
             metrics()
                 .upstream_duration
-                .with_label_values(&[pool, &backend])
+                .with_label_values(&[pool, backend])
                 .observe(started.elapsed().as_secs_f64());
         }
         Ok(())
@@ -546,7 +542,7 @@ impl ProxyHttp for Portcullis {
         }) {
             let (pool, backend) = ctx.upstream_labels();
             m.upstream_errors
-                .with_label_values(&[pool, &backend, e.etype().as_str()])
+                .with_label_values(&[pool, backend, e.etype().as_str()])
                 .inc();
         }
         let log_user = ctx.runtime.as_ref().is_none_or(|r| r.access_log_user);

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 pub struct Pool {
     pub spec: PoolSpec,
+    /// Metric labels of the backends, made once so the request path does not format addresses.
+    labels: Vec<(SocketAddr, String)>,
     balancer: Balancer,
     registry: Arc<HealthRegistry>,
     schedule: Mutex<Instant>,
@@ -70,6 +72,7 @@ impl Pool {
         };
         debug_assert!(matches!(updated, Some(Ok(()))));
         Pool {
+            labels: spec.backends.iter().map(|b| (*b, b.to_string())).collect(),
             spec: spec.clone(),
             balancer,
             registry,
@@ -111,6 +114,14 @@ impl Pool {
         }
         self.registry.run_health_check(true).await;
         self.checking.store(false, Ordering::Release);
+    }
+
+    /// The metric label of a backend of this pool (`-` for an address it does not have).
+    pub fn label_of(&self, addr: SocketAddr) -> &str {
+        self.labels
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map_or("-", |(_, l)| l.as_str())
     }
 
     pub fn is_healthy(&self, addr: SocketAddr) -> bool {

@@ -26,6 +26,13 @@ async fn callback_url(stack: &Stack, browser: &Browser, start: &str) -> String {
     panic!("never reached the callback");
 }
 
+/// A new browser's login, up to and including its callback: the callback's status and error.
+async fn fresh_login_callback(stack: &Stack) -> (u16, String) {
+    let browser = Browser::new();
+    let cb = callback_url(stack, &browser, "/oauth2/login").await;
+    status_and_error(browser.client.get(&cb).send().await.unwrap()).await
+}
+
 async fn status_and_error(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -106,26 +113,20 @@ async fn an_id_token_with_the_wrong_nonce_or_already_expired_is_refused() {
     stack
         .idp
         .set_next_nonce_override(Some("not-the-nonce".into()));
-    let browser = Browser::new();
-    let cb = callback_url(&stack, &browser, "/oauth2/login").await;
     assert_eq!(
-        status_and_error(browser.client.get(&cb).send().await.unwrap()).await,
+        fresh_login_callback(&stack).await,
         (400, "login_failed".into())
     );
 
     stack.idp.set_clock_skew_secs(-3600);
-    let browser = Browser::new();
-    let cb = callback_url(&stack, &browser, "/oauth2/login").await;
     assert_eq!(
-        status_and_error(browser.client.get(&cb).send().await.unwrap()).await,
+        fresh_login_callback(&stack).await,
         (400, "login_failed".into())
     );
 
     stack.idp.set_clock_skew_secs(600);
-    let browser = Browser::new();
-    let cb = callback_url(&stack, &browser, "/oauth2/login").await;
     assert_eq!(
-        status_and_error(browser.client.get(&cb).send().await.unwrap()).await,
+        fresh_login_callback(&stack).await,
         (400, "login_failed".into())
     );
 }
@@ -136,10 +137,8 @@ async fn the_provider_refusing_the_login_is_reported() {
     stack
         .idp
         .set_next_authorize_error(Some("access_denied".into()));
-    let browser = Browser::new();
-    let cb = callback_url(&stack, &browser, "/oauth2/login").await;
     assert_eq!(
-        status_and_error(browser.client.get(&cb).send().await.unwrap()).await,
+        fresh_login_callback(&stack).await,
         (400, "login_failed".into())
     );
 }

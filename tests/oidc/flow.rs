@@ -179,14 +179,7 @@ async fn refresh_endpoint_uses_the_refresh_token_once() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = browser
-        .client
-        .get(stack.url("/app"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
+    assert_eq!(browser.status_of(&stack.url("/app")).await, 401);
 }
 
 #[tokio::test]
@@ -246,14 +239,7 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
         .any(|h| h.url.contains("/oauth2/logout/callback")));
     assert!(hops.last().unwrap().url.ends_with("/public/bye"));
     assert_eq!(resp.status(), 200);
-    let resp = browser
-        .client
-        .get(stack.url("/app"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
+    assert_eq!(browser.status_of(&stack.url("/app")).await, 401);
     assert_eq!(stack.idp.ended_sessions().len(), 1);
 }
 
@@ -292,14 +278,7 @@ async fn front_channel_logout_ends_the_named_session() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let resp = browser
-        .client
-        .get(stack.url("/app"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
+    assert_eq!(browser.status_of(&stack.url("/app")).await, 401);
 }
 
 #[tokio::test]

@@ -26,17 +26,6 @@ async fn stack_on(redis: &RedisServer, cache_ttl: &str) -> Stack {
     .await
 }
 
-async fn status(browser: &Browser, url: String) -> u16 {
-    browser
-        .client
-        .get(url)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_login_on_one_replica_is_valid_on_another_and_a_logout_ends_it_everywhere_within_100ms() {
     let redis = RedisServer::start().await;
@@ -49,7 +38,7 @@ async fn a_login_on_one_replica_is_valid_on_another_and_a_logout_ends_it_everywh
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["headers"]["x-remote-user"], "alice");
-    assert_eq!(status(&browser, b.url("/app")).await, 200);
+    assert_eq!(browser.status_of(&b.url("/app")).await, 200);
 
     // Log out on A with the cookie, keeping it in the jar so B keeps being sent it.
     let cookie = browser.cookie_header(&stack, "/");
@@ -63,7 +52,7 @@ async fn a_login_on_one_replica_is_valid_on_another_and_a_logout_ends_it_everywh
     let logged_out = Instant::now();
     let mut refused_after = None;
     while logged_out.elapsed() < Duration::from_secs(2) {
-        if status(&browser, b.url("/app")).await == 401 {
+        if browser.status_of(&b.url("/app")).await == 401 {
             refused_after = Some(logged_out.elapsed());
             break;
         }
@@ -140,7 +129,7 @@ async fn with_redis_down_protected_routes_fail_closed_public_ones_work_and_servi
     let stack = stack_on(&redis, "0").await;
     let browser = Browser::new();
     browser.login(&stack, "/").await;
-    assert_eq!(status(&browser, stack.url("/app")).await, 200);
+    assert_eq!(browser.status_of(&stack.url("/app")).await, 200);
     let forwarded = stack.upstream.requests();
     redis.kill();
     let resp = browser
@@ -165,7 +154,7 @@ async fn with_redis_down_protected_routes_fail_closed_public_ones_work_and_servi
         503,
         "a browser must not be sent to login while Redis is down"
     );
-    assert_eq!(status(&browser, stack.url("/public/x")).await, 200);
+    assert_eq!(browser.status_of(&stack.url("/public/x")).await, 200);
     assert_eq!(
         stack.upstream.requests(),
         forwarded + 1,
@@ -175,7 +164,7 @@ async fn with_redis_down_protected_routes_fail_closed_public_ones_work_and_servi
     // Back (empty: no persistence), without restarting the proxy: a new login works.
     redis.restart().await;
     let recovered = support::eventually(Duration::from_secs(5), || async {
-        status(&browser, stack.url("/app")).await == 401
+        browser.status_of(&stack.url("/app")).await == 401
     })
     .await;
     assert!(recovered, "the proxy did not reconnect to Redis");
@@ -189,9 +178,9 @@ async fn cached_sessions_keep_working_through_a_short_outage() {
     let stack = stack_on(&redis, "30s").await;
     let browser = Browser::new();
     browser.login(&stack, "/").await;
-    assert_eq!(status(&browser, stack.url("/app")).await, 200);
+    assert_eq!(browser.status_of(&stack.url("/app")).await, 200);
     redis.kill();
-    assert_eq!(status(&browser, stack.url("/app")).await, 200);
+    assert_eq!(browser.status_of(&stack.url("/app")).await, 200);
 }
 
 #[tokio::test]
@@ -271,6 +260,6 @@ async fn an_admin_revoke_closes_the_users_tunnel_on_another_replica() {
     .await;
     assert!(closed.is_ok(), "tunnel still open 2 s after the revoke");
     assert!(started.elapsed() <= Duration::from_secs(2));
-    assert_eq!(status(&browser, b.url("/app")).await, 401);
-    assert_eq!(status(&browser, stack.url("/app")).await, 401);
+    assert_eq!(browser.status_of(&b.url("/app")).await, 401);
+    assert_eq!(browser.status_of(&stack.url("/app")).await, 401);
 }

@@ -177,6 +177,17 @@ impl Browser {
         resp
     }
 
+    /// The status of a non-navigation GET (as a fetch would send it) with the browser's cookies;
+    /// 0 when the proxy does not answer.
+    pub async fn status_of(&self, url: &str) -> u16 {
+        self.client
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    }
+
     /// The Cookie header the browser would send to `path` on the proxy.
     pub fn cookie_header(&self, stack: &Stack, path: &str) -> String {
         use reqwest::cookie::CookieStore;

@@ -78,7 +78,7 @@ pub fn metrics() -> &'static Metrics {
             )),
             connections_open: ok(register_int_gauge!(
                 "portcullis_downstream_connections_open",
-                "Open HTTP/1.x client connections that have sent a request (HTTP/2 connections are not counted)."
+                "Open client connections (HTTP/1.x and HTTP/2, idle keep-alive included)."
             )),
             in_flight: ok(register_int_gauge!(
                 "portcullis_requests_in_flight",
@@ -181,15 +181,14 @@ impl Drop for InFlight {
     }
 }
 
-/// Counts a client connection as open for as long as any request context or the connection's
-/// keep-alive state holds it: Pingora has no hook for a connection's end, but it drops the
-/// state it keeps between requests when the connection closes.
+/// Counts a client connection as open while the value lives (`Downstream` holds one per
+/// connection).
 pub struct ConnectionOpen;
 
 impl ConnectionOpen {
-    pub fn start() -> std::sync::Arc<ConnectionOpen> {
+    pub fn start() -> ConnectionOpen {
         metrics().connections_open.inc();
-        std::sync::Arc::new(ConnectionOpen)
+        ConnectionOpen
     }
 }
 

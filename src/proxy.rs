@@ -4,8 +4,9 @@
 use crate::dispatch::{self, Decision, Target};
 use crate::forwarding::{self, Origin};
 use crate::gate::{self, Verdict};
+use crate::head_deadline::HeadClock;
 use crate::identity;
-use crate::metrics::{metrics, ConnectionOpen, InFlight};
+use crate::metrics::{metrics, InFlight};
 use crate::oidc::{Authenticated, Oidc};
 use crate::pages::{self, Failure};
 use crate::request_id;
@@ -59,8 +60,6 @@ pub struct Ctx {
     /// When the backend was chosen, for the upstream latency histogram.
     upstream_started: Option<Instant>,
     _in_flight: InFlight,
-    /// Keeps this HTTP/1.x connection counted while it lives (see `ConnectionOpen`).
-    connection: Option<Arc<ConnectionOpen>>,
 }
 
 impl Ctx {
@@ -110,7 +109,6 @@ impl ProxyHttp for Portcullis {
             hsts: None,
             body_bytes: 0,
             _in_flight: InFlight::start(),
-            connection: None,
         }
     }
 
@@ -121,9 +119,6 @@ impl ProxyHttp for Portcullis {
     ) -> pingora::Result<()> {
         ctx.request_id =
             request_id::from_client(session.get_header_bytes(request_id::HEADER).into());
-        if ctx.connection.is_none() && !session.is_http2() {
-            ctx.connection = Some(ConnectionOpen::start());
-        }
         // One snapshot for the whole request; identity headers go before anything reads them.
         let runtime = self.runtime.load_full();
         identity::strip_client_identity(session.req_header_mut(), &runtime.identity_headers);
@@ -441,24 +436,16 @@ impl ProxyHttp for Portcullis {
             )
     }
 
-    fn persist_connection_context(
-        &self,
-        _session: &Session,
-        ctx: &Ctx,
-    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
-        ctx.connection
-            .clone()
-            .map(|c| Box::new(c) as Box<dyn std::any::Any + Send + Sync>)
-    }
-
+    /// Pingora calls this right after it has read a request head; `Downstream` hands every
+    /// HTTP/1.x request the connection's head clock, which stops the head deadline here.
     fn on_connection_reuse(
         &self,
         _session: &mut Session,
-        ctx: &mut Ctx,
-        previous: Box<dyn std::any::Any + Send + Sync>,
+        _ctx: &mut Ctx,
+        connection: Box<dyn std::any::Any + Send + Sync>,
     ) {
-        if let Ok(connection) = previous.downcast::<Arc<ConnectionOpen>>() {
-            ctx.connection = Some(*connection);
+        if let Ok(clock) = connection.downcast::<Arc<HeadClock>>() {
+            clock.head_done();
         }
     }
 

@@ -2,6 +2,7 @@
 //! service and the background services. Runs until a signal stops it.
 
 use crate::config::Config;
+use crate::downstream::{ClientTimeouts, Downstream};
 use crate::health::HealthChecks;
 use crate::oidc::provider::ProviderWatch;
 use crate::oidc::Oidc;
@@ -16,6 +17,7 @@ use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -57,11 +59,16 @@ pub fn run(config: Config, options: RunOptions) -> ! {
             .collect(),
         redirect_to_https,
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        edge(None),
-        "portcullis",
-    );
+    let timeouts = ClientTimeouts {
+        request_header: config.server.request_header_timeout,
+        keepalive: config.server.keepalive_timeout,
+    };
+    let server_conf = server.configuration.clone();
+    let service = |name: &str, edge: Portcullis| {
+        let proxy = pingora::proxy::http_proxy(&server_conf, edge);
+        Service::new(name.to_string(), Downstream::new(proxy, timeouts))
+    };
+    let mut proxy = service("portcullis", edge(None));
     let mut resolvers = Vec::new();
     for listener in config
         .listeners
@@ -95,11 +102,7 @@ pub fn run(config: Config, options: RunOptions) -> ! {
     }
     for listener in &config.listeners {
         if let Some(port) = listener.redirect_to_https {
-            let mut redirect = pingora::proxy::http_proxy_service_with_name(
-                &server.configuration,
-                edge(Some(port)),
-                "portcullis-redirect",
-            );
+            let mut redirect = service("portcullis-redirect", edge(Some(port)));
             redirect.add_tcp(&listener.address.to_string());
             server.add_service(redirect);
         }
@@ -136,7 +139,7 @@ pub fn run(config: Config, options: RunOptions) -> ! {
             oidc: oidc.clone(),
             tunnels: tunnels.clone(),
         };
-        let mut listener = pingora::services::listening::Service::new(
+        let mut listener = Service::new(
             "metrics".to_string(),
             pingora::apps::http_app::HttpServer::new_app(probes),
         );

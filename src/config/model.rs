@@ -32,6 +32,8 @@ pub struct ServerSettings {
     pub upgrade_sock: Option<String>,
     pub max_request_header_size: usize,
     pub max_request_headers: usize,
+    pub request_header_timeout: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -149,6 +149,10 @@ pub struct ServerSection {
     pub max_request_header_size: Option<Text>,
     /// Most request headers accepted (default 100); more gets 431.
     pub max_request_headers: Option<Spanned<usize>>,
+    /// From a request head's first byte to its last (default `10s`); slower gets 408.
+    pub request_header_timeout: Option<Text>,
+    /// How long a client connection may sit idle between requests (default `60s`).
+    pub keepalive_timeout: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -98,6 +98,9 @@ impl<'a> Validator<'a> {
             upgrade_sock: s.upgrade_sock.clone(),
             max_request_header_size: self.size(&s.max_request_header_size, 32 * 1024) as usize,
             max_request_headers: s.max_request_headers.as_ref().map_or(100, |n| **n),
+            request_header_timeout: self
+                .duration(&s.request_header_timeout, Duration::from_secs(10)),
+            keepalive_timeout: self.duration(&s.keepalive_timeout, Duration::from_secs(60)),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Ingress duty: TLS with SNI and HTTP/2, the redirect listener, certificate reload without a
-//! restart, security headers, and limits against abusive requests.
+//! restart, security headers, and limits against abusive requests and idle clients.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -30,6 +30,8 @@ async fn edge(extra_routes: &str) -> Edge {
   threads: 2
   max_request_header_size: 8KiB
   max_request_headers: 50
+  request_header_timeout: 1s
+  keepalive_timeout: 3s
 listen:
   - address: "127.0.0.1:{tls_port}"
     tls:
@@ -342,5 +344,166 @@ async fn oversized_heads_get_431_and_bodies_413() {
             "portcullis_limits_exceeded_total",
             &[("limit", "body_size")]
         ) >= 2.0
+    );
+}
+
+/// Writes `head` a line at a time, one line every 100 ms, and never finishes it (slowloris);
+/// returns what the server answered and how long the connection lasted.
+async fn trickle_head<S>(stream: S, head: &str) -> (String, Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let (mut rx, mut tx) = tokio::io::split(stream);
+    let head = head.to_string();
+    let writer = tokio::spawn(async move {
+        for line in head
+            .split_inclusive("\r\n")
+            .chain((0..).map(|_| "X-Slow: 1\r\n"))
+        {
+            if tx.write_all(line.as_bytes()).await.is_err() || tx.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), rx.read_to_end(&mut answer)).await;
+    writer.abort();
+    assert!(read.is_ok(), "a trickling client was never cut off");
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_slow_header_client_is_cut_off_with_408() {
+    let e = edge("").await;
+    // Each line arrives well within Pingora's per-read timeout; only the whole-head deadline
+    // (1 s) can end this.
+    let tls = e.ca.connect(e.tls, "work.test").await;
+    let (answer, lasted) = trickle_head(tls, "GET /x HTTP/1.1\r\nHost: work.test\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "answer: {answer:?}");
+    assert!(
+        lasted >= Duration::from_secs(1),
+        "cut off early: {lasted:?}"
+    );
+    let plain = tokio::net::TcpStream::connect(e.plain).await.unwrap();
+    let (answer, _) = trickle_head(plain, "GET /x HTTP/1.1\r\nHost: work.test\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "answer: {answer:?}");
+    let m = support::prom::scrape(&e.proxy.ops_url("/metrics")).await;
+    assert_eq!(
+        m.value(
+            "portcullis_limits_exceeded_total",
+            &[("limit", "request_header_timeout")]
+        ),
+        2.0
+    );
+    let c = e.client(false);
+    assert_eq!(
+        c.get(e.url("work.test", "/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the proxy kept serving"
+    );
+}
+
+/// Reads one response with a `Content-Length` off a kept-alive connection.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .expect("content-length");
+            if body.len() >= length {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return (status, body.to_string());
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "connection closed mid-response: {text:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn the_head_deadline_spares_slow_bodies_and_idle_keepalive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let e = edge("").await;
+    let mut tls = e.ca.connect(e.tls, "work.test").await;
+    // A body uploaded over 2 s (twice the head deadline) is not the head's business.
+    tls.write_all(b"POST /x HTTP/1.1\r\nHost: work.test\r\nContent-Length: 20\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        tls.write_all(b"b").await.unwrap();
+        tls.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = read_response(&mut tls).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("bbbbbbbbbbbbbbbbbbbb"), "echo: {body}");
+    // Idle between requests for longer than the head deadline, within keep-alive (3 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: work.test\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut tls).await.0, 200);
+    // The next head on the same connection is under the deadline again.
+    let (answer, _) = trickle_head(tls, "GET /x HTTP/1.1\r\nHost: work.test\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "answer: {answer:?}");
+    // A connection that goes quiet after its answer is closed after keep-alive.
+    let mut idle = e.ca.connect(e.tls, "work.test").await;
+    idle.write_all(b"GET /x HTTP/1.1\r\nHost: work.test\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut idle).await.0, 200);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+}
+
+#[tokio::test]
+async fn http2_connections_are_counted_and_closed_when_idle() {
+    let e = edge("").await;
+    let open = || async {
+        support::prom::scrape(&e.proxy.ops_url("/metrics"))
+            .await
+            .value("portcullis_downstream_connections_open", &[])
+    };
+    let c = e.client(true);
+    let resp = c.get(e.url("work.test", "/x")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(open().await, 1.0, "the h2 connection is counted");
+    // The client keeps its pooled connection; the proxy closes it after keep-alive (3 s).
+    assert!(
+        eventually(Duration::from_secs(15), || async { open().await == 0.0 }).await,
+        "an idle h2 connection stayed open"
+    );
+    assert_eq!(
+        c.get(e.url("work.test", "/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the client reconnects"
     );
 }

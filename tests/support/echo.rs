@@ -2,11 +2,12 @@
 //! echoes WebSocket messages. Paths with behaviour:
 //! - `/healthz`: 200, or 503 after `set_healthy(false)`;
 //! - `/slow?ms=N`: answers after N milliseconds;
-//! - any request with `Upgrade: websocket`: a WebSocket echo (subprotocol echoed back).
+//! - any request with `Upgrade: websocket`: a WebSocket echo (subprotocol echoed back);
+//! - anything else: its method, URI, headers and body as JSON, once the whole body arrived.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -140,11 +141,15 @@ async fn handle(
             )
         })
         .collect();
+    let method = req.method().as_str().to_string();
+    let uri = req.uri().to_string();
+    let received = req.into_body().collect().await?.to_bytes();
     let body = serde_json::json!({
         "server": state.name,
-        "method": req.method().as_str(),
-        "uri": req.uri().to_string(),
+        "method": method,
+        "uri": uri,
         "headers": headers,
+        "body": String::from_utf8_lossy(&received),
     });
     Ok(Response::builder()
         .header("content-type", "application/json")

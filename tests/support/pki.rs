@@ -52,6 +52,37 @@ impl TestCa {
     pub fn root(&self) -> reqwest::Certificate {
         reqwest::Certificate::from_pem(self.pem.as_bytes()).expect("CA PEM")
     }
+
+    /// A raw HTTP/1.1-over-TLS connection to `addr` for `name`, trusting this CA only: for
+    /// clients that misbehave on purpose.
+    pub async fn connect(
+        &self,
+        addr: std::net::SocketAddr,
+        name: &str,
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(
+                rustls_pki_types::CertificateDer::from_pem_slice(self.pem.as_bytes())
+                    .expect("CA PEM"),
+            )
+            .expect("CA root");
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls_pki_types::ServerName::try_from(name.to_string()).expect("server name");
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake")
+    }
 }
 
 impl Default for TestCa {

@@ -54,6 +54,50 @@ pub async fn check(
     }
 }
 
+/// Whether a WebSocket handshake may open on a protected route. A page on another origin can
+/// open a WebSocket that carries the user's cookies (SameSite does not separate sibling
+/// subdomains), and the handshake is not subject to CORS: the `Origin` browsers always send
+/// must be the request's own or one the route lists. Clients that send no `Origin` are not
+/// browsers and carry no ambient credentials of a victim.
+pub fn websocket_origin_allowed(req: &RequestHeader, route: &RouteSpec) -> bool {
+    if route.auth == Auth::Public {
+        return true;
+    }
+    let Some(origin) = req.headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if route
+        .websocket_origins
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    crate::dispatch::request_host(req).is_some_and(|host| same_authority(origin, host))
+}
+
+/// `origin` (`scheme://host[:port]`) names the same host and port as a `Host` header. Default
+/// ports count as absent on both sides: behind a TLS-terminating balancer the proxy cannot
+/// tell the scheme the browser used.
+fn same_authority(origin: &str, host: &str) -> bool {
+    let Ok(origin) = origin.parse::<http::Uri>() else {
+        return false;
+    };
+    let (Some(scheme), Some(from)) = (origin.scheme_str(), origin.authority()) else {
+        return false;
+    };
+    let Ok(to) = host.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let explicit = |port: Option<u16>| port.filter(|p| *p != 80 && *p != 443);
+    matches!(scheme, "http" | "https")
+        && from.host().eq_ignore_ascii_case(to.host())
+        && explicit(from.port_u16()) == explicit(to.port_u16())
+}
+
 /// A top-level browser navigation, which can follow a redirect to the login page. Fetches,
 /// WebSocket handshakes and non-GET requests get a 401 instead: a redirect would break them.
 fn is_navigation(req: &RequestHeader) -> bool {
@@ -64,6 +108,32 @@ fn is_navigation(req: &RequestHeader) -> bool {
         Some(mode) => mode.as_bytes().eq_ignore_ascii_case(b"navigate"),
         None => {
             crate::pages::wants_html(req.headers.get(http::header::ACCEPT).map(|v| v.as_bytes()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_origins() {
+        for (origin, host, same) in [
+            ("https://app.example.com", "app.example.com", true),
+            ("https://APP.example.com", "app.example.com", true),
+            ("https://app.example.com:443", "app.example.com", true),
+            ("http://127.0.0.1:8080", "127.0.0.1:8080", true),
+            ("http://[::1]:8080", "[::1]:8080", true),
+            ("https://evil.example.com", "app.example.com", false),
+            ("https://app.example.com.evil.net", "app.example.com", false),
+            ("https://app.example.com:8443", "app.example.com", false),
+            ("http://127.0.0.1:8081", "127.0.0.1:8080", false),
+            ("null", "app.example.com", false),
+            ("file://", "app.example.com", false),
+            ("ftp://app.example.com", "app.example.com", false),
+            ("https://user@app.example.com", "evil.example.com", false),
+        ] {
+            assert_eq!(same_authority(origin, host), same, "{origin} for {host}");
         }
     }
 }

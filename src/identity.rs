@@ -16,15 +16,45 @@ const ALWAYS_STRIPPED: [&str; 5] = [
     "x-forwarded-user",
 ];
 
-/// Removes identity headers a client sent: only the proxy may speak for a user.
+/// Removes identity headers a client sent: only the proxy may speak for a user. Spellings with
+/// `_` for `-` go too: CGI-style upstreams (PHP, WSGI, Rack) read `X_Remote_User` and
+/// `X-Remote-User` as the same variable, whichever arrives last.
 pub fn strip_client_identity(req: &mut RequestHeader, names: &IdentityHeaderNames) {
-    for name in ALWAYS_STRIPPED.iter().copied().chain([
-        names.user.as_str(),
-        names.groups.as_str(),
-        names.email.as_str(),
-    ]) {
-        req.remove_header(name);
+    let protected = |name: &str| {
+        ALWAYS_STRIPPED
+            .iter()
+            .copied()
+            .chain([
+                names.user.as_str(),
+                names.groups.as_str(),
+                names.email.as_str(),
+            ])
+            .any(|p| same_variable(name, p))
+    };
+    let spoofed: Vec<_> = req
+        .headers
+        .keys()
+        .filter(|k| protected(k.as_str()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        req.remove_header(&name);
     }
+}
+
+/// Whether two header names reach a CGI-style application as the same variable.
+fn same_variable(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let fold = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            fold(x) == fold(y)
+        })
 }
 
 /// Sets the identity headers from a verified identity. The client's copies were already
@@ -136,6 +166,9 @@ mod tests {
             "x-remote-user",
             "X-Remote-Groups",
             "x-remote-email",
+            "X_Remote_User",
+            "x-remote_groups",
+            "X_USER",
         ] {
             req.append_header(h, "mallory").unwrap();
         }

@@ -204,6 +204,15 @@ impl ProxyHttp for Portcullis {
             Decision::Forward(fwd) => {
                 let route = runtime.router.route(fwd.route);
                 ctx.route = Some(fwd.route);
+                if session.is_upgrade_req()
+                    && route.websocket
+                    && !gate::websocket_origin_allowed(session.req_header(), route)
+                {
+                    tracing::info!(route = %route.name, origin = ?session.get_header(http::header::ORIGIN), "WebSocket from another origin refused");
+                    ctx.failure = Some(Failure::Forbidden);
+                    pages::respond(session, Failure::Forbidden, &ctx.envelope()).await?;
+                    return Ok(true);
+                }
                 let owner = match &fwd.target {
                     Target::Desktop(d) => d.spec.owner.as_deref(),
                     Target::Pool(_) => None,

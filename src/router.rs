@@ -207,6 +207,7 @@ mod tests {
             target,
             strip_prefix: false,
             websocket: false,
+            websocket_origins: Vec::new(),
             timeouts: Timeouts::default(),
             auth: Auth::Public,
             allow: Allow::Anyone,

@@ -73,6 +73,8 @@ pub struct RouteSpec {
     pub target: RouteTarget,
     pub strip_prefix: bool,
     pub websocket: bool,
+    /// Lowercase `scheme://host[:port]`, besides the request's own origin.
+    pub websocket_origins: Vec<String>,
     pub timeouts: Timeouts,
     pub auth: Auth,
     pub allow: Allow,

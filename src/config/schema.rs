@@ -230,6 +230,10 @@ pub struct RouteSection {
     pub strip_prefix: bool,
     #[serde(default)]
     pub websocket: bool,
+    /// Origins besides the request's own whose pages may open WebSockets on this route
+    /// (`https://console.example.com`).
+    #[serde(default)]
+    pub websocket_origins: Vec<Text>,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
     /// `public`, `login` or `api`; default `login` when `oidc` is configured, else `public`.

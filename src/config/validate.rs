@@ -345,10 +345,38 @@ impl<'a> Validator<'a> {
                 target,
                 strip_prefix: r.strip_prefix,
                 websocket: r.websocket,
+                websocket_origins: r
+                    .websocket_origins
+                    .iter()
+                    .filter_map(|o| self.origin(o))
+                    .collect(),
                 timeouts,
             });
         }
         out
+    }
+
+    /// A web origin as browsers send it: `https://host` or `https://host:port`, nothing more.
+    fn origin(&mut self, o: &Text) -> Option<String> {
+        let text = o.trim().to_ascii_lowercase();
+        let ok = text.parse::<http::Uri>().is_ok_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some_and(|a| !a.as_str().contains('@'))
+                && !text.ends_with('/')
+                && u.path_and_query().is_none_or(|p| p.as_str() == "/")
+        });
+        if ok {
+            Some(text)
+        } else {
+            self.report(
+                o,
+                format!(
+                    "`{}` is not an origin; write e.g. `https://console.example.com`",
+                    **o
+                ),
+            );
+            None
+        }
     }
 
     /// Returns the literal prefix (for a desktops route, the part before `{id}`) and whether

@@ -97,6 +97,9 @@ async fn identity_headers_sent_by_a_client_never_reach_an_upstream() {
             .header("X-Remote-Groups", "admins")
             .header("x-remote-email", "mallory@evil.example")
             .header("x-remote-user-groups", "admins")
+            // CGI-style upstreams read these as X-Remote-User and X-Remote-Groups.
+            .header("X_Remote_User", "mallory")
+            .header("x-remote_groups", "admins")
             .send()
             .await
             .unwrap();
@@ -114,6 +117,7 @@ async fn identity_headers_sent_by_a_client_never_reach_an_upstream() {
         }
         assert!(h.get("x-remote-user-groups").is_none());
         assert!(!h.to_string().contains("mallory"), "{h}");
+        assert!(!h.to_string().contains("admins"), "{h}");
     }
 }
 

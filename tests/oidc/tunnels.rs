@@ -1,4 +1,4 @@
-use crate::support::oidc::{Browser, Stack};
+use crate::support::oidc::{Browser, Options, Stack, DEFAULT_ROUTES};
 use crate::support::ws::{closed_within, open_tunnel, Tunnel};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -64,4 +64,49 @@ async fn front_channel_logout_closes_tunnels_too_and_others_stay_open() {
         kept.next().await.unwrap().unwrap(),
         Message::text("still here")
     );
+}
+
+#[tokio::test]
+async fn a_page_on_another_origin_cannot_open_the_users_tunnel() {
+    let routes = DEFAULT_ROUTES.replace(
+        "websocket: true }",
+        "websocket: true, websocket_origins: [\"https://console.example.test\"] }",
+    );
+    let stack = Stack::start_with(Options {
+        routes: &routes,
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    browser.login(&stack, "/").await;
+    let url = format!("ws://{}/desktop/d-alice/tunnel", stack.proxy.addr);
+    let cookie = browser.cookie_header(&stack, "/");
+    let request = |origin: &str| {
+        let mut req = url.clone().into_client_request().unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        req
+    };
+    // The victim's browser sends the cookie (a sibling subdomain is same-site); the Origin
+    // it must also send gives the page away.
+    for origin in [
+        "https://evil.example.test",
+        &format!("http://{}.evil.test", stack.proxy.addr.ip()),
+        &format!("http://localhost:{}", stack.proxy.addr.port()),
+        "null",
+    ] {
+        match tokio_tungstenite::connect_async(request(origin)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 403, "origin {origin}")
+            }
+            other => panic!("origin {origin}: {:?}", other.map(|(_, r)| r.status())),
+        }
+    }
+    for origin in [
+        format!("http://{}", stack.proxy.addr),
+        "https://console.example.test".to_string(),
+    ] {
+        let (_ws, resp, _) = open_tunnel(|| request(&origin)).await;
+        assert_eq!(resp.status(), 101, "origin {origin}");
+    }
 }

@@ -40,6 +40,9 @@ pub fn decide(runtime: &Runtime, req: &RequestHeader, own_endpoints: bool) -> De
     if req.method == http::Method::CONNECT {
         return Decision::Fail(Failure::BadRequest("CONNECT is not supported."));
     }
+    if let Some(failure) = host_problem(req) {
+        return Decision::Fail(failure);
+    }
     let raw_path = req.uri.path();
     let normalized = match path::normalize(raw_path) {
         Ok(p) => p,
@@ -99,11 +102,52 @@ pub fn decide(runtime: &Runtime, req: &RequestHeader, own_endpoints: bool) -> De
 }
 
 /// The Host header, or the authority of an HTTP/2 or absolute-form request.
+/// The host a request is for. An absolute-form target (`GET http://a.example/ HTTP/1.1`) or
+/// h2's `:authority` wins over `Host` (RFC 9112 §3.2.2), as it does for Pingora when it
+/// forwards the request: Pingora keeps an h1 target's authority out of `uri` and fills in the
+/// upstream's `Host` from it, so routing must read it from the raw target too.
 pub fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+    req.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| absolute_form_authority(req.raw_path()))
+        .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok())
+}
+
+fn absolute_form_authority(target: &[u8]) -> Option<&str> {
+    let scheme_end = target.windows(3).position(|w| w == b"://")?;
+    let scheme = &target[..scheme_end];
+    if !(scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https")) {
+        return None;
+    }
+    let rest = &target[scheme_end + 3..];
+    let end = rest
+        .iter()
+        .position(|c| matches!(c, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..end])
+        .ok()
+        .filter(|a| !a.is_empty())
+}
+
+/// A request with several `Host` fields, or one that is not a plain host name, gets 400
+/// (RFC 9112 §3.2): two parties reading different hosts is how host-based rules are bypassed.
+fn host_problem(req: &RequestHeader) -> Option<Failure> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Some(Failure::BadRequest(
+            "The request has more than one Host header.",
+        ));
+    }
+    let valid = first.is_none_or(|h| {
+        h.to_str().is_ok_and(|h| {
+            h.is_empty()
+                || h.parse::<http::uri::Authority>()
+                    .is_ok_and(|a| a.as_str() == h && !h.contains('@'))
+        })
+    });
+    (!valid).then_some(Failure::BadRequest("The Host header is not a valid host."))
 }
 
 fn path_error_message(e: path::PathError) -> &'static str {

@@ -2,16 +2,26 @@
 //! request id. Client-sent copies are replaced, never appended to: Portcullis is the edge, so
 //! anything a client claims about its own address is a spoofing attempt.
 
+use crate::header_names::{same_variable, starts_as};
 use pingora::http::RequestHeader;
 use std::net::SocketAddr;
 
-const CLIENT_CLAIMS: [&str; 5] = [
+/// What a client may claim about its own address or the URL it used, in headers frameworks
+/// trust behind a proxy (Spring and Express read `X-Forwarded-Prefix`/`-Port`; Symfony and IIS
+/// route on `X-Original-URL`).
+const CLIENT_CLAIMS: [&str; 8] = [
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
     "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
 ];
+
+/// Every `X-Forwarded-*` field (`-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`, `-Ssl`, …).
+const CLIENT_CLAIM_PREFIX: &str = "x-forwarded-";
 
 pub struct Origin<'a> {
     pub client: Option<&'a SocketAddr>,
@@ -21,8 +31,17 @@ pub struct Origin<'a> {
 }
 
 pub fn set_forwarding_headers(req: &mut RequestHeader, origin: &Origin<'_>) -> pingora::Result<()> {
-    for name in CLIENT_CLAIMS {
-        req.remove_header(name);
+    let claims: Vec<_> = req
+        .headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            starts_as(k, CLIENT_CLAIM_PREFIX) || CLIENT_CLAIMS.iter().any(|c| same_variable(k, c))
+        })
+        .cloned()
+        .collect();
+    for name in claims {
+        req.remove_header(&name);
     }
     if let Some(addr) = origin.client {
         let ip = addr.ip().to_string();

@@ -2,6 +2,7 @@
 //! sent in their place. Plus the authorization rules (`allow`) that read the same identity.
 
 use crate::config::{Allow, IdentityHeaderNames};
+use crate::header_names::same_variable;
 use crate::oidc::tokens::Identity;
 use crate::oidc::Authenticated;
 use pingora::http::RequestHeader;
@@ -16,9 +17,8 @@ const ALWAYS_STRIPPED: [&str; 5] = [
     "x-forwarded-user",
 ];
 
-/// Removes identity headers a client sent: only the proxy may speak for a user. Spellings with
-/// `_` for `-` go too: CGI-style upstreams (PHP, WSGI, Rack) read `X_Remote_User` and
-/// `X-Remote-User` as the same variable, whichever arrives last.
+/// Removes identity headers a client sent, in every spelling an upstream could read as one:
+/// only the proxy may speak for a user.
 pub fn strip_client_identity(req: &mut RequestHeader, names: &IdentityHeaderNames) {
     let protected = |name: &str| {
         ALWAYS_STRIPPED
@@ -40,21 +40,6 @@ pub fn strip_client_identity(req: &mut RequestHeader, names: &IdentityHeaderName
     for name in spoofed {
         req.remove_header(&name);
     }
-}
-
-/// Whether two header names reach a CGI-style application as the same variable.
-fn same_variable(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes().zip(b.bytes()).all(|(x, y)| {
-            let fold = |c: u8| {
-                if c == b'_' {
-                    b'-'
-                } else {
-                    c.to_ascii_lowercase()
-                }
-            };
-            fold(x) == fold(y)
-        })
 }
 
 /// Sets the identity headers from a verified identity. The client's copies were already

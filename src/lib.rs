@@ -11,6 +11,7 @@ pub mod downstream;
 pub mod forwarding;
 pub mod gate;
 pub mod head_deadline;
+pub mod header_names;
 pub mod health;
 pub mod identity;
 pub mod logging;

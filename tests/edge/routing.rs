@@ -122,6 +122,12 @@ async fn forwarding_headers_replace_client_claims() {
         .header("x-real-ip", "6.6.6.6")
         .header("forwarded", "for=6.6.6.6")
         .header("x-forwarded-proto", "https")
+        .header("X_Forwarded_For", "6.6.6.6")
+        .header("x-forwarded-prefix", "/admin")
+        .header("x-forwarded-port", "6666")
+        .header("x-original-url", "/admin/delete")
+        .header("X-Rewrite-URL", "/admin/delete")
+        .header("true-client-ip", "6.6.6.6")
         .header("host", "work.example.com")
         .send()
         .await
@@ -134,6 +140,9 @@ async fn forwarding_headers_replace_client_claims() {
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "work.example.com");
     assert!(h.get("forwarded").is_none());
+    // Frameworks behind a proxy trust these too (Spring, Symfony, IIS); the client never sets them.
+    let all = h.to_string();
+    assert!(!all.contains("6.6.6.6") && !all.contains("/admin") && !all.contains("6666"), "{h}");
     assert_eq!(h["x-request-id"], returned_id.as_str());
     assert_eq!(returned_id.len(), 32);
 }
@@ -202,4 +211,41 @@ async fn no_route_is_404_html_for_browsers_json_for_apis() {
     let html = resp.text().await.unwrap();
     assert!(html.contains("Not found"));
     assert_eq!(upstream.requests(), 0);
+}
+
+#[tokio::test]
+async fn the_host_routed_on_is_the_host_the_upstream_sees() {
+    let (proxy, _c, _a, _v2) = three_pools().await;
+    // An absolute-form target names the host (RFC 9112 §3.2.2) and is what the upstream gets
+    // as Host: routing on anything else would let one host's route reach another's upstream.
+    for (target, server) in [
+        ("http://admin.example.com/admin/x", "api"),
+        ("http://www.example.com/admin/x", "console"),
+    ] {
+        let resp = raw::send(
+            proxy.addr,
+            format!("GET {target} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("answer");
+        assert_eq!(resp.status, 200, "{target}");
+        let body: Value = serde_json::from_str(&resp.body).expect("json");
+        assert_eq!(body["server"], server, "{target}: {body}");
+        let seen = body["headers"]["host"].as_str().unwrap_or_default();
+        assert!(
+            target.contains(seen) && !seen.is_empty(),
+            "{target}: upstream saw {seen}"
+        );
+    }
+    // Requests naming two hosts, or no valid one, are refused rather than guessed at.
+    for request in [
+        "GET http://admin.example.com/admin/x HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
+        "GET /admin/x HTTP/1.1\r\nHost: www.example.com\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n",
+        "GET /admin/x HTTP/1.1\r\nHost: admin.example.com/x\r\nConnection: close\r\n\r\n",
+        "GET /admin/x HTTP/1.1\r\nHost: user@admin.example.com\r\nConnection: close\r\n\r\n",
+        "GET /admin/x HTTP/1.1\r\nHost: admin.example.com x\r\nConnection: close\r\n\r\n",
+    ] {
+        let resp = raw::send(proxy.addr, request.as_bytes()).await.expect("answer");
+        assert_eq!(resp.status, 400, "{request:?}");
+    }
 }

@@ -3,31 +3,32 @@
 use cookie::{Cookie, SameSite};
 use pingora::http::RequestHeader;
 
-/// The value of the first cookie called `name` in the request's Cookie headers.
-pub fn find<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
+/// Every cookie in the request's Cookie headers, parsed by the `cookie` crate; pieces that are
+/// not `name=value` are skipped, never an error.
+fn request_cookies(req: &RequestHeader) -> impl Iterator<Item = Cookie<'_>> {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+}
+
+/// The value of the first cookie called `name` in the request's Cookie headers.
+pub fn find<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
+    request_cookies(req)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
+        .map(|v| v.trim_matches('"'))
 }
 
 /// The Cookie header without the cookies whose name `drop` accepts; `None` if nothing is left.
 /// Upstreams must never see our session or login cookies: a compromised or logging upstream
 /// would otherwise hold working sessions.
 pub fn without(req: &RequestHeader, drop: impl Fn(&str) -> bool) -> Option<String> {
-    let kept: Vec<&str> = req
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| !drop(pair.split_once('=').map_or(*pair, |(k, _)| k)))
+    let kept: Vec<String> = request_cookies(req)
+        .filter(|c| !drop(c.name()))
+        .map(|c| c.stripped().to_string())
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
 }
@@ -82,6 +83,15 @@ mod tests {
         assert_eq!(find(&r, "portcullis_session"), Some("xyz"));
         assert_eq!(find(&r, "b"), Some("2"));
         assert_eq!(find(&r, "c"), None);
+        for garbage in ["", ";;", "=", "noequals", "=x; ; a", "ä=1"] {
+            assert_eq!(
+                find(&req(&[garbage]), "portcullis_session"),
+                None,
+                "{garbage:?}"
+            );
+            assert_eq!(without(&req(&[garbage]), |_| true), None, "{garbage:?}");
+        }
+        assert_eq!(find(&req(&["s=\"q\""]), "s"), Some("q"));
         assert_eq!(
             without(&r, |n| n == "portcullis_session").as_deref(),
             Some("a=1; b=2")

@@ -142,7 +142,10 @@ async fn forwarding_headers_replace_client_claims() {
     assert!(h.get("forwarded").is_none());
     // Frameworks behind a proxy trust these too (Spring, Symfony, IIS); the client never sets them.
     let all = h.to_string();
-    assert!(!all.contains("6.6.6.6") && !all.contains("/admin") && !all.contains("6666"), "{h}");
+    assert!(
+        !all.contains("6.6.6.6") && !all.contains("/admin") && !all.contains("6666"),
+        "{h}"
+    );
     assert_eq!(h["x-request-id"], returned_id.as_str());
     assert_eq!(returned_id.len(), 32);
 }

@@ -7,6 +7,7 @@ use crate::path;
 use crate::router::{RouteIndex, RouteMatch};
 use crate::runtime::Runtime;
 use crate::upstreams::{Desktop, Pool};
+use pingora::http::authority::{is_http_family_scheme, raw_target_authority, RawTargetAuthority};
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -115,19 +116,14 @@ pub fn request_host(req: &RequestHeader) -> Option<&str> {
 }
 
 fn absolute_form_authority(target: &[u8]) -> Option<&str> {
-    let scheme_end = target.windows(3).position(|w| w == b"://")?;
-    let scheme = &target[..scheme_end];
-    if !(scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https")) {
-        return None;
+    match raw_target_authority(target) {
+        RawTargetAuthority::Absolute {
+            scheme, authority, ..
+        } if is_http_family_scheme(scheme) => std::str::from_utf8(authority)
+            .ok()
+            .filter(|a| !a.is_empty()),
+        _ => None,
     }
-    let rest = &target[scheme_end + 3..];
-    let end = rest
-        .iter()
-        .position(|c| matches!(c, b'/' | b'?' | b'#'))
-        .unwrap_or(rest.len());
-    std::str::from_utf8(&rest[..end])
-        .ok()
-        .filter(|a| !a.is_empty())
 }
 
 /// A request with several `Host` fields, or one that is not a plain host name, gets 400

@@ -383,8 +383,7 @@ impl ProxyHttp for Portcullis {
         if let Some(oidc) = &self.oidc {
             // Our cookies are credentials for the proxy only; upstreams never see them.
             let ours = |name: &str| {
-                name == oidc.cookie_name()
-                    || name.starts_with(crate::oidc::login::LOGIN_COOKIE_PREFIX)
+                name == oidc.cookie_name() || crate::oidc::login::is_login_cookie(name)
             };
             match crate::session::cookies::without(upstream_request, ours) {
                 Some(rest) => upstream_request.insert_header(http::header::COOKIE, rest)?,

@@ -181,6 +181,13 @@ impl Validator<'_> {
             // (validated above: http is loopback-only) may go without.
             out.secure_cookie = o.public_url.starts_with("https://");
         }
+        if out.secure_cookie {
+            out.cookie_name = format!(
+                "{}{}",
+                crate::oidc::login::HOST_ONLY_PREFIX,
+                out.cookie_name
+            );
+        }
         let Some(s) = s else { return out };
         if let Some(store) = &s.store {
             match store.as_str() {
@@ -243,10 +250,13 @@ impl Validator<'_> {
                 && name
                     .bytes()
                     .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
-            if valid {
-                out.cookie_name = name.to_string();
-            } else {
+            let prefixed = name.starts_with("__Host-") || name.starts_with("__Secure-");
+            if !valid {
                 self.report(name, "cookie_name may use letters, digits and `-_.` only");
+            } else if prefixed && !out.secure_cookie {
+                self.report(name, "a `__Host-` or `__Secure-` cookie needs an https `public_url`: browsers drop it otherwise");
+            } else {
+                out.cookie_name = name.to_string();
             }
         }
         out.max_lifetime = self.duration(&s.max_lifetime, out.max_lifetime);

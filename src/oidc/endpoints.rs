@@ -171,11 +171,7 @@ async fn callback(
         )
         .header(
             "set-cookie",
-            cookies::clear_cookie(
-                &completed.login_cookie,
-                login::CALLBACK_PATH,
-                settings.secure_cookie,
-            ),
+            cookies::clear_cookie(&completed.login_cookie, "/", settings.secure_cookie),
         ))
 }
 

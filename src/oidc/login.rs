@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const LOGIN_COOKIE_PREFIX: &str = "portcullis_login_";
-pub const CALLBACK_PATH: &str = "/oauth2/callback";
+/// Over https our cookies carry this prefix: the browser then accepts them only from this very
+/// host, with `Path=/` and no `Domain`, so a sibling subdomain cannot plant one (cookie
+/// tossing: a planted login attempt logs the victim in as the attacker).
+pub const HOST_ONLY_PREFIX: &str = "__Host-";
 /// How long a user may take at the provider's login page.
 const LOGIN_TTL_SECS: u64 = 600;
 
@@ -28,10 +31,18 @@ struct LoginState {
 }
 
 /// One cookie name per attempt, derived from its `state`.
-pub fn login_cookie_name(state: &str) -> String {
+pub fn login_cookie_name(state: &str, secure: bool) -> String {
     let digest = Sha256::digest(state.as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("{LOGIN_COOKIE_PREFIX}{hex}")
+    let host_only = if secure { HOST_ONLY_PREFIX } else { "" };
+    format!("{host_only}{LOGIN_COOKIE_PREFIX}{hex}")
+}
+
+/// Whether a cookie name is one of our login attempts.
+pub fn is_login_cookie(name: &str) -> bool {
+    name.strip_prefix(HOST_ONLY_PREFIX)
+        .unwrap_or(name)
+        .starts_with(LOGIN_COOKIE_PREFIX)
 }
 
 /// Returns the provider's authorize URL and the `Set-Cookie` value for the attempt.
@@ -81,13 +92,13 @@ pub fn start(
         redirect: redirect.as_str().to_string(),
         created_at: now_secs(),
     };
-    let name = login_cookie_name(&login.state);
+    let name = login_cookie_name(&login.state, secure);
     let plain = serde_json::to_vec(&login).map_err(|e| TokenError::Refused(e.to_string()))?;
     let sealed = keys.seal_to_string(&plain, name.as_bytes());
     let cookie = cookies::set_cookie(CookieSpec {
         name: &name,
         value: &sealed,
-        path: CALLBACK_PATH,
+        path: "/",
         secure,
         max_age: Some(cookie::time::Duration::seconds(LOGIN_TTL_SECS as i64)),
     });
@@ -144,7 +155,7 @@ pub async fn complete(
         }
     };
     let state = param("state")?.ok_or(CallbackError::Malformed)?;
-    let name = login_cookie_name(state);
+    let name = login_cookie_name(state, sessions.settings.secure_cookie);
     let sealed = cookie_value(&name).ok_or(CallbackError::UnknownAttempt)?;
     let plain = sessions
         .keys()

@@ -187,6 +187,9 @@ fn rejects_broken_identity_settings_with_their_place() {
         (
             format!("{head}{oidc}session:\n  key: c2hvcnQ=\n  cookie_name: \"bad name\"\nidentity_headers: {{ user: Cookie }}\nroutes:\n  - {{ prefix: /, upstream: console }}\n"),
             &["portcullis.yaml:10:", "session key", "portcullis.yaml:11:", "cookie_name", "portcullis.yaml:12:", "cannot carry identity"],
+        ),        (
+            format!("{head}oidc:\n  issuer: https://idp.example.com\n  client_id: c\n  client_secret: s\n  public_url: http://127.0.0.1:8080\nsession:\n  cookie_name: __Host-s\nroutes:\n  - {{ prefix: /, upstream: console }}\n"),
+            &["portcullis.yaml:10:", "needs an https `public_url`"],
         ),
     ];
     for (i, (config, expected)) in cases.iter().enumerate() {

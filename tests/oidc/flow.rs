@@ -367,3 +367,64 @@ async fn configured_header_names_and_the_access_token_reach_the_upstream() {
         .unwrap();
     assert!(body["headers"].get("authorization").is_none());
 }
+
+#[tokio::test]
+async fn over_https_our_cookies_are_host_only_and_secure() {
+    let ca = crate::support::pki::TestCa::new();
+    let stack = Stack::start_with(Options {
+        tls: Some(&ca),
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::trusting(&ca);
+    let (hops, resp) = browser.navigate(&stack.url("/app")).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["headers"]["x-remote-user"], "alice");
+    assert!(body["headers"].get("cookie").is_none(), "{body}");
+    let set_cookies: Vec<String> = hops
+        .iter()
+        .flat_map(|h| h.headers.get_all("set-cookie"))
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let login = set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-portcullis_login_") && !c.contains("Max-Age=0"))
+        .unwrap_or_else(|| panic!("no login cookie in {set_cookies:?}"));
+    let session = set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-portcullis_session="))
+        .unwrap_or_else(|| panic!("no session cookie in {set_cookies:?}"));
+    // A sibling subdomain cannot set `__Host-` cookies: these attributes are what the browser
+    // checks before it accepts one.
+    for cookie in [login, session] {
+        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+        }
+        assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+        assert!(!cookie.contains("Path=/oauth2"), "{cookie}");
+    }
+    // A cookie planted under the unprefixed name is no session.
+    let value = session["__Host-portcullis_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap();
+    let raw = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca.root())
+        .build()
+        .unwrap();
+    for (name, status) in [
+        ("portcullis_session", 401),
+        ("__Host-portcullis_session", 200),
+    ] {
+        let resp = raw
+            .get(stack.url("/app"))
+            .header("cookie", format!("{name}={value}"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{name}");
+    }
+}

@@ -16,6 +16,8 @@ pub struct Stack {
     pub proxy: Proxy,
     pub upstream: EchoUpstream,
     pub desktop: EchoUpstream,
+    /// The URL browsers reach the proxy at (`public_url`).
+    pub public: String,
     body: String,
     upstreams: String,
 }
@@ -30,6 +32,8 @@ pub struct Options<'a> {
     /// Extra top-level config (e.g. `identity_headers:`).
     pub extra: &'a str,
     pub idp: IdpConfig,
+    /// Serve the proxy over TLS at `https://localhost:PORT`, certified by this CA.
+    pub tls: Option<&'a super::pki::TestCa>,
 }
 
 pub const DEFAULT_ROUTES: &str = r#"
@@ -48,6 +52,7 @@ impl Default for Options<'_> {
             session_extra: "",
             extra: "",
             idp: IdpConfig::default(),
+            tls: None,
         }
     }
 }
@@ -59,7 +64,21 @@ impl Stack {
 
     pub async fn start_with(options: Options<'_>) -> Stack {
         let port = free_port();
-        let public = format!("http://127.0.0.1:{port}");
+        let (public, listen) = match options.tls {
+            None => (format!("http://127.0.0.1:{port}"), String::new()),
+            Some(ca) => {
+                let dir = tempfile::tempdir().expect("cert dir").keep();
+                let (cert, key) = ca.issue(&dir, "localhost", &["localhost"]);
+                (
+                    format!("https://localhost:{port}"),
+                    format!(
+                        "listen:\n  - address: \"127.0.0.1:{port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}\n",
+                        cert.display(),
+                        key.display()
+                    ),
+                )
+            }
+        };
         let mut cfg = options.idp;
         cfg.client_secret = SECRET.to_string();
         cfg.redirect_uris = vec![format!("{public}/oauth2/callback")];
@@ -73,7 +92,7 @@ impl Stack {
         let upstream = EchoUpstream::start("app").await;
         let desktop = EchoUpstream::start("desktop").await;
         let body = format!(
-            "oidc:\n  issuer: {issuer}\n  client_id: portcullis\n  client_secret: ${{OIDC_CLIENT_SECRET}}\n  public_url: {public}\n  scopes: [openid, profile, email, groups]\n  admin_groups: [admins]\n{oidc_extra}session:\n  key: ${{SESSION_KEY}}\n{session_extra}{extra}routes:{routes}",
+            "oidc:\n  issuer: {issuer}\n  client_id: portcullis\n  client_secret: ${{OIDC_CLIENT_SECRET}}\n  public_url: {public}\n  scopes: [openid, profile, email, groups]\n  admin_groups: [admins]\n{oidc_extra}session:\n  key: ${{SESSION_KEY}}\n{session_extra}{extra}{listen}routes:{routes}",
             issuer = idp.issuer(),
             oidc_extra = options.oidc_extra,
             session_extra = options.session_extra,
@@ -90,6 +109,7 @@ impl Stack {
             proxy,
             upstream,
             desktop,
+            public,
             body,
             upstreams,
         }
@@ -102,7 +122,7 @@ impl Stack {
     }
 
     pub fn url(&self, path: &str) -> String {
-        self.proxy.url(path)
+        format!("{}{path}", self.public)
     }
 }
 
@@ -120,8 +140,21 @@ pub struct Hop {
 
 impl Browser {
     pub fn new() -> Browser {
+        Self::build(reqwest::Client::builder())
+    }
+
+    /// A browser that trusts `ca` (for a stack served over TLS).
+    pub fn trusting(ca: &super::pki::TestCa) -> Browser {
+        Self::build(
+            reqwest::Client::builder()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca.root()),
+        )
+    }
+
+    fn build(builder: reqwest::ClientBuilder) -> Browser {
         let jar = Arc::new(reqwest::cookie::Jar::default());
-        let client = reqwest::Client::builder()
+        let client = builder
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(10))

@@ -382,10 +382,7 @@ impl ProxyHttp for Portcullis {
         }
         if let Some(oidc) = &self.oidc {
             // Our cookies are credentials for the proxy only; upstreams never see them.
-            let ours = |name: &str| {
-                name == oidc.cookie_name() || crate::oidc::login::is_login_cookie(name)
-            };
-            match crate::session::cookies::without(upstream_request, ours) {
+            match crate::session::cookies::without(upstream_request, |n| oidc.is_own_cookie(n)) {
                 Some(rest) => upstream_request.insert_header(http::header::COOKIE, rest)?,
                 None => {
                     upstream_request.remove_header(&http::header::COOKIE);
@@ -403,6 +400,14 @@ impl ProxyHttp for Portcullis {
     ) -> pingora::Result<()> {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         pages::add_security_headers(upstream_response, ctx.hsts.as_deref())?;
+        if let Some(oidc) = &self.oidc {
+            let dropped = crate::session::cookies::drop_set_cookies(upstream_response, |name| {
+                oidc.is_own_cookie(name)
+            })?;
+            if dropped > 0 {
+                tracing::warn!(request_id = %ctx.request_id, route = ctx.route_name(), "upstream tried to set the proxy's own cookie; dropped");
+            }
+        }
         if let Some(started) = ctx.upstream_started.take() {
             let (pool, backend) = ctx.upstream_labels();
             metrics()

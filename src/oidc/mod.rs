@@ -76,6 +76,11 @@ impl Oidc {
         &self.sessions.settings.cookie_name
     }
 
+    /// The session cookie or a login attempt's: credentials for the proxy alone.
+    pub fn is_own_cookie(&self, name: &str) -> bool {
+        name == self.cookie_name() || login::is_login_cookie(name)
+    }
+
     /// The session cookie's session, refreshed if its access token is about to expire.
     pub async fn session_of(&self, req: &RequestHeader) -> Result<Option<Session>, AuthError> {
         let Some(cookie) = cookies::find(req, self.cookie_name()) else {

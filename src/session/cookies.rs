@@ -1,7 +1,7 @@
 //! Reading and writing our cookies with the `cookie` crate: strict attributes by default.
 
 use cookie::{Cookie, SameSite};
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 /// Every cookie in the request's Cookie headers, parsed by the `cookie` crate; pieces that are
 /// not `name=value` are skipped, never an error.
@@ -31,6 +31,32 @@ pub fn without(req: &RequestHeader, drop: impl Fn(&str) -> bool) -> Option<Strin
         .map(|c| c.stripped().to_string())
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// Removes the `Set-Cookie` fields of a response whose cookie name `drop` accepts; returns
+/// how many went. Only the proxy may set its own cookies: an upstream (a user's own desktop,
+/// say) setting one could plant a session in another user's browser.
+pub fn drop_set_cookies(
+    resp: &mut ResponseHeader,
+    drop: impl Fn(&str) -> bool,
+) -> pingora::Result<usize> {
+    let all = resp.headers.get_all(http::header::SET_COOKIE);
+    let doomed = |v: &http::HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(|s| Cookie::parse(s).ok())
+            .is_some_and(|c| drop(c.name()))
+    };
+    if !all.iter().any(doomed) {
+        return Ok(0);
+    }
+    let kept: Vec<http::HeaderValue> = all.iter().filter(|v| !doomed(v)).cloned().collect();
+    let dropped = all.iter().count() - kept.len();
+    resp.remove_header(&http::header::SET_COOKIE);
+    for value in kept {
+        resp.append_header(http::header::SET_COOKIE, value)?;
+    }
+    Ok(dropped)
 }
 
 pub struct CookieSpec<'a> {
@@ -101,6 +127,28 @@ mod tests {
                 == "portcullis_session"),
             None
         );
+    }
+
+    #[test]
+    fn upstream_set_cookies_for_our_names_are_dropped() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for c in [
+            "a=1; Path=/",
+            "__Host-portcullis_session=planted; Path=/; Secure",
+            "b=2",
+            "garbage",
+        ] {
+            resp.append_header("set-cookie", c).unwrap();
+        }
+        let dropped = drop_set_cookies(&mut resp, |n| n == "__Host-portcullis_session").unwrap();
+        assert_eq!(dropped, 1);
+        let left: Vec<_> = resp
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["a=1; Path=/", "b=2", "garbage"]);
     }
 
     #[test]

@@ -236,3 +236,40 @@ async fn login_and_logout_never_redirect_off_site() {
         assert_eq!(last_redirect.headers["location"], "/", "{attack:?}");
     }
 }
+
+#[tokio::test]
+async fn an_upstream_cannot_set_the_proxys_cookies() {
+    let stack = Stack::start().await;
+    let browser = Browser::new();
+    browser.login(&stack, "/").await;
+    let before = browser.cookie_header(&stack, "/");
+    // A desktop belongs to its user, who may run any web server on it.
+    let planted = [
+        "portcullis_session=planted; Path=/",
+        "portcullis_login_0011223344556677=planted; Path=/",
+        "theirs=kept; Path=/",
+    ];
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(planted.iter().map(|c| ("set-cookie", *c)))
+        .finish();
+    let resp = browser
+        .client
+        .get(stack.url(&format!("/desktop/d-alice/x?{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set: Vec<_> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(set, ["theirs=kept; Path=/"]);
+    let after = browser.cookie_header(&stack, "/");
+    assert!(
+        after.contains(&before) && !after.contains("planted"),
+        "{after}"
+    );
+    assert_eq!(browser.status_of(&stack.url("/app")).await, 200);
+}

@@ -3,7 +3,8 @@
 //! - `/healthz`: 200, or 503 after `set_healthy(false)`;
 //! - `/slow?ms=N`: answers after N milliseconds;
 //! - any request with `Upgrade: websocket`: a WebSocket echo (subprotocol echoed back);
-//! - anything else: its method, URI, headers and body as JSON, once the whole body arrived.
+//! - anything else: its method, URI, headers and body as JSON, once the whole body arrived;
+//!   each `set-cookie=…` query parameter comes back as a `Set-Cookie` field.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -141,6 +142,11 @@ async fn handle(
             )
         })
         .collect();
+    let set_cookies: Vec<String> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.into_owned())
+            .collect();
     let method = req.method().as_str().to_string();
     let uri = req.uri().to_string();
     let received = req.into_body().collect().await?.to_bytes();
@@ -151,8 +157,11 @@ async fn handle(
         "headers": headers,
         "body": String::from_utf8_lossy(&received),
     });
-    Ok(Response::builder()
-        .header("content-type", "application/json")
+    let mut response = Response::builder().header("content-type", "application/json");
+    for cookie in set_cookies {
+        response = response.header("set-cookie", cookie);
+    }
+    Ok(response
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("response"))
 }

@@ -551,9 +551,14 @@ impl ProxyHttp for Portcullis {
             Some(_) => "(omitted)",
             None => "-",
         };
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,
+            client = %client.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
             method = %req.method,
             path = %req.uri.path(),
             status,

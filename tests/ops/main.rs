@@ -323,6 +323,7 @@ async fn access_log_lines_are_json_without_secrets() {
     assert!(access
         .iter()
         .any(|l| l["user"] == "alice" && l["status"] == 200));
+    assert!(access.iter().all(|l| l["client"] == "127.0.0.1"), "{log}");
     let id_part = session.split('.').next().unwrap();
     for secret in [id_part, "eyJ", "code=", "secret=1"] {
         assert!(!log.contains(secret), "`{secret}` in the log");

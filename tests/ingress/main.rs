@@ -94,6 +94,12 @@ impl Edge {
         b.build().unwrap()
     }
 
+    /// The status of a GET for `path` on `work.test`.
+    async fn status(&self, client: &reqwest::Client, path: &str) -> u16 {
+        let resp = client.get(self.url("work.test", path)).send().await;
+        resp.expect("answer").status().as_u16()
+    }
+
     fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.tls.port())
     }
@@ -402,15 +408,7 @@ async fn a_slow_header_client_is_cut_off_with_408() {
         2.0
     );
     let c = e.client(false);
-    assert_eq!(
-        c.get(e.url("work.test", "/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200,
-        "the proxy kept serving"
-    );
+    assert_eq!(e.status(&c, "/x").await, 200, "the proxy kept serving");
 }
 
 /// Reads one response with a `Content-Length` off a kept-alive connection.
@@ -497,13 +495,5 @@ async fn http2_connections_are_counted_and_closed_when_idle() {
         eventually(Duration::from_secs(15), || async { open().await == 0.0 }).await,
         "an idle h2 connection stayed open"
     );
-    assert_eq!(
-        c.get(e.url("work.test", "/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200,
-        "the client reconnects"
-    );
+    assert_eq!(e.status(&c, "/x").await, 200, "the client reconnects");
 }

@@ -3,9 +3,11 @@
 #   docker build -t portcullis .
 #   docker run --rm -p 8080:8080 -e OIDC_CLIENT_SECRET -e SESSION_KEY portcullis
 #   docker run --rm -e OIDC_CLIENT_SECRET=x -e SESSION_KEY="$(openssl rand -base64 32)" \
-#     portcullis check --config /etc/portcullis/portcullis.yaml
-# The shipped conf/ (the workstation example) is baked into /etc/portcullis; in production
-# mount your own config directory over it (-v "$PWD/my-conf:/etc/portcullis:ro").
+#     portcullis check --config /etc/portcullis/conf/portcullis.yaml
+# The shipped conf/ (the workstation example) is baked into /etc/portcullis/conf and the
+# shipped scripts into /etc/portcullis/plugins, the repository's layout, so the config's
+# relative plugin paths hold; in production mount your own config directory over
+# /etc/portcullis/conf (-v "$PWD/my-conf:/etc/portcullis/conf:ro").
 
 # ---- build ------------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
@@ -49,7 +51,7 @@ RUN groupadd --system --gid 10001 portcullis \
 
 COPY --from=builder /work/target/release/portcullis /usr/local/bin/portcullis
 # Configs stay root-owned and read-only for the proxy user.
-COPY --from=builder /work/conf/ /etc/portcullis/
+COPY --from=builder /work/conf/ /etc/portcullis/conf/
 COPY --from=builder /work/plugins/ /etc/portcullis/plugins/
 
 # Relative paths in a config (upstreams_file, plugin scripts) then also resolve from here.
@@ -61,4 +63,4 @@ EXPOSE 8080 8443 9090
 STOPSIGNAL SIGTERM
 
 ENTRYPOINT ["portcullis"]
-CMD ["run", "--config", "/etc/portcullis/portcullis.yaml"]
+CMD ["run", "--config", "/etc/portcullis/conf/portcullis.yaml"]

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod path;
+pub mod plugins;
 pub mod probes;
 pub mod proxy;
 pub mod reload;

@@ -4,8 +4,8 @@
 //! addresses of pools (not desktops), outcome classes. Never a raw path, user or desktop id.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::OnceLock;
 
@@ -27,7 +27,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
     pub config_loaded: IntGauge,
-    pub plugin_errors: IntCounter,
+    pub plugin_errors: IntCounterVec,
     pub limits_exceeded: IntCounterVec,
 }
 
@@ -132,9 +132,10 @@ pub fn metrics() -> &'static Metrics {
                 "portcullis_config_loaded_timestamp_seconds",
                 "When the config in use was loaded (unix time)."
             )),
-            plugin_errors: ok(register_int_counter!(
+            plugin_errors: ok(register_int_counter_vec!(
                 "portcullis_plugin_errors_total",
-                "Errors raised by plugins."
+                "Errors raised by plugins, by plugin and phase (`request`, `response`).",
+                &["plugin", "phase"]
             )),
             limits_exceeded: ok(register_int_counter_vec!(
                 "portcullis_limits_exceeded_total",

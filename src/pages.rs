@@ -142,7 +142,7 @@ pub fn render(failure: Failure, request_id: &str, html: bool) -> (Bytes, &'stati
 /// An answer the proxy writes itself.
 pub struct Reply {
     pub status: u16,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
     body: Bytes,
 }
 
@@ -180,8 +180,20 @@ impl Reply {
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
-        self.headers.push((name, value.into()));
+        // Our own values are built from validated parts; one that is not a valid field value
+        // is dropped rather than sent.
+        if let Ok(value) = http::HeaderValue::try_from(value.into()) {
+            self.headers
+                .push((http::HeaderName::from_static(name), value));
+        }
         self
+    }
+
+    /// A plugin's answer (its headers were checked when the script returned them).
+    pub fn from_plugin(answer: crate::plugins::Answer) -> Reply {
+        let mut reply = Reply::new(answer.status, Bytes::from(answer.body));
+        reply.headers = answer.headers;
+        reply
     }
 
     /// Writes the answer. Keep-alive is kept: these are ordinary answers, not broken streams.
@@ -191,7 +203,9 @@ impl Reply {
             header.append_header(name, value)?;
         }
         header.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
-        header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        if header.headers.get(http::header::CACHE_CONTROL).is_none() {
+            header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        }
         header.insert_header(crate::request_id::HEADER, to.request_id)?;
         add_security_headers(&mut header, to.hsts)?;
         let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();

@@ -9,6 +9,7 @@ use crate::identity;
 use crate::metrics::{metrics, InFlight};
 use crate::oidc::{Authenticated, Oidc};
 use crate::pages::{self, Failure};
+use crate::plugins;
 use crate::request_id;
 use crate::router::RouteIndex;
 use crate::runtime::{Runtime, SharedRuntime};
@@ -254,6 +255,31 @@ impl ProxyHttp for Portcullis {
                         refuse_upgrade(session.req_header_mut());
                     }
                 }
+                if runtime.plugins.has_request_phase(fwd.route) {
+                    let context = plugins::Context {
+                        client_ip: client_ip(session),
+                        route: &route.name,
+                        identity: ctx.auth.as_ref().map(|a| &a.identity),
+                    };
+                    let answer =
+                        runtime
+                            .plugins
+                            .on_request(fwd.route, session.req_header_mut(), &context);
+                    match answer {
+                        Ok(None) => {}
+                        Ok(Some(answer)) => {
+                            let reply = pages::Reply::from_plugin(answer);
+                            reply.send(session, &ctx.envelope()).await?;
+                            return Ok(true);
+                        }
+                        Err(e) => {
+                            tracing::error!(request_id = %ctx.request_id, error = %e, "plugin failed; answering 500");
+                            ctx.failure = Some(Failure::Internal);
+                            pages::respond(session, Failure::Internal, &ctx.envelope()).await?;
+                            return Ok(true);
+                        }
+                    }
+                }
                 ctx.target = Some(fwd.target);
                 ctx.upstream_uri = fwd.upstream_uri;
                 Ok(false)
@@ -394,12 +420,31 @@ impl ProxyHttp for Portcullis {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         pages::add_security_headers(upstream_response, ctx.hsts.as_deref())?;
+        if let (Some(runtime), Some(route)) = (&ctx.runtime, ctx.route) {
+            if runtime.plugins.has_response_phase(route) {
+                let context = plugins::Context {
+                    client_ip: client_ip(session),
+                    route: &runtime.router.route(route).name,
+                    identity: ctx.auth.as_ref().map(|a| &a.identity),
+                };
+                let done = runtime.plugins.on_response(
+                    route,
+                    session.req_header(),
+                    upstream_response,
+                    &context,
+                );
+                if let Err(e) = done {
+                    // The upstream's answer is already under way; it goes out as it came.
+                    tracing::error!(request_id = %ctx.request_id, error = %e, "plugin failed in the response phase");
+                }
+            }
+        }
         if let Some(oidc) = &self.oidc {
             let dropped = crate::session::cookies::drop_set_cookies(upstream_response, |name| {
                 oidc.is_own_cookie(name)
@@ -551,10 +596,7 @@ impl ProxyHttp for Portcullis {
             Some(_) => "(omitted)",
             None => "-",
         };
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = client_ip(session);
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,
@@ -572,6 +614,13 @@ impl ProxyHttp for Portcullis {
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         );
     }
+}
+
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 /// Turns a proxying error into the page the client should see; `None` when the error is

@@ -169,6 +169,7 @@ impl Reloader {
 fn watched(config: &Config) -> Vec<(PathBuf, Stamp)> {
     std::iter::once(config.path.clone())
         .chain(config.upstreams_path.clone())
+        .chain(config.plugins.iter().map(|p| PathBuf::from(&p.path)))
         .map(|p| {
             let s = stamp(&p);
             (p, s)

@@ -4,6 +4,7 @@
 //! (reload) never changes the world under a request in flight.
 
 use crate::config::{Config, IdentityHeaderNames, RouteTarget};
+use crate::plugins::Plugins;
 use crate::router::{RouteIndex, Router};
 use crate::upstreams::{Desktop, Pool};
 use arc_swap::ArcSwap;
@@ -20,6 +21,7 @@ pub struct Runtime {
     pub access_log_user: bool,
     pub max_request_header_size: usize,
     pub max_request_headers: usize,
+    pub plugins: Plugins,
 }
 
 impl Runtime {
@@ -65,7 +67,10 @@ impl Runtime {
                 RouteTarget::Desktops => None,
             })
             .collect();
+        let route_names: Vec<&str> = router.routes().iter().map(|r| r.name.as_str()).collect();
+        let plugins = Plugins::new(config.plugins.clone(), &route_names);
         Runtime {
+            plugins,
             router,
             route_pools,
             pools,

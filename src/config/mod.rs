@@ -11,6 +11,7 @@ mod problem;
 mod schema;
 mod validate;
 mod validate_auth;
+mod validate_plugins;
 
 pub use model::*;
 pub use problem::{Problem, Problems};
@@ -73,6 +74,7 @@ pub fn load_with_env(
     let session = v.session(file.session.as_ref(), oidc.as_ref());
     let identity_headers = v.identity_headers(&file.identity_headers);
     let routes = v.routes(&file.routes, &pool_names, file.oidc.is_some());
+    let plugins = v.plugins(&file.plugins, path, &routes);
     if routes.is_empty() && v.problems.is_empty() {
         let mut p = whole_file;
         p.message = "no routes: every request would get 404; add a `routes:` list".into();
@@ -95,10 +97,11 @@ pub fn load_with_env(
         oidc,
         session,
         identity_headers,
+        plugins,
     })
 }
 
-fn resolve_relative(config_path: &Path, named: &str) -> PathBuf {
+pub(crate) fn resolve_relative(config_path: &Path, named: &str) -> PathBuf {
     let named = Path::new(named);
     if named.is_absolute() {
         return named.to_path_buf();

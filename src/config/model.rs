@@ -19,6 +19,7 @@ pub struct Config {
     pub oidc: Option<OidcSettings>,
     pub session: SessionSettings,
     pub identity_headers: IdentityHeaderNames,
+    pub plugins: Vec<crate::plugins::PluginSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

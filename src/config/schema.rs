@@ -30,6 +30,20 @@ pub struct ConfigFile {
     pub session: Option<SessionSection>,
     #[serde(default)]
     pub identity_headers: IdentityHeadersSection,
+    /// Lua scripts run at the request and response phases, in this order.
+    #[serde(default)]
+    pub plugins: Vec<PluginSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// The script; relative paths are resolved against the directory of the main config file.
+    pub script: Text,
+    /// Names of the routes it runs on; default: every route.
+    pub routes: Option<Vec<Text>>,
+    /// Handed to the script as the global `config`.
+    pub config: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

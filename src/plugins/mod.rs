@@ -1,0 +1,284 @@
+//! Plugins: Lua scripts from `plugins/` that run at the request phase (after the access
+//! decision, before the upstream; may answer, redirect or change headers) and the response
+//! phase (may change the upstream's response headers). They are compiled into each config
+//! snapshot, so they reload with it.
+//!
+//! A script defines `on_request(req)` and/or `on_response(resp)`. Lua states are per script
+//! and per worker thread, made on first use after a reload: a call never waits on a lock and
+//! never crosses an `.await`.
+
+mod api;
+mod sandbox;
+
+pub use api::Context;
+use api::{RequestView, ResponseView};
+use mlua::{Function, Lua, Value};
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A validated script, as the config holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSpec {
+    /// The script's file stem: logs and metrics.
+    pub name: String,
+    /// The script's path, as error messages name it.
+    pub path: String,
+    pub source: String,
+    /// Route names it runs on; `None`: every route.
+    pub routes: Option<Vec<String>>,
+    /// The `config:` table the script reads as the global `config`.
+    pub config: serde_json::Value,
+    pub on_request: bool,
+    pub on_response: bool,
+}
+
+/// What a script learned when its top level ran: which phases it takes part in.
+pub struct Checked {
+    pub on_request: bool,
+    pub on_response: bool,
+}
+
+/// Runs a script once in a sandbox, as validation does before a config is accepted.
+pub fn check(source: &str, path: &str, config: &serde_json::Value) -> Result<Checked, String> {
+    let lua = sandbox::instantiate(source, path, "check", config).map_err(|e| lua_message(&e))?;
+    let defined = |name: &str| matches!(lua.globals().get::<Value>(name), Ok(Value::Function(_)));
+    let checked = Checked {
+        on_request: defined("on_request"),
+        on_response: defined("on_response"),
+    };
+    if !checked.on_request && !checked.on_response {
+        return Err("defines neither `on_request` nor `on_response`".into());
+    }
+    Ok(checked)
+}
+
+/// An answer a script gave instead of the upstream's.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin}: {message}")]
+pub struct PluginError {
+    pub plugin: String,
+    pub message: String,
+}
+
+/// The scripts of one config snapshot.
+pub struct Plugins {
+    /// Tells thread-local states of an older snapshot from this one's.
+    id: u64,
+    specs: Vec<PluginSpec>,
+    /// Indexed like the router's routes: the scripts each runs, in config order.
+    by_route: Vec<Vec<usize>>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's Lua states: `(snapshot id, one slot per script)`.
+    static STATES: RefCell<(u64, Vec<Option<Lua>>)> = const { RefCell::new((0, Vec::new())) };
+}
+
+impl Plugins {
+    pub fn new(specs: Vec<PluginSpec>, route_names: &[&str]) -> Plugins {
+        let by_route = route_names
+            .iter()
+            .map(|route| {
+                specs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        s.routes
+                            .as_ref()
+                            .is_none_or(|names| names.iter().any(|n| n == route))
+                    })
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
+        Plugins {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            specs,
+            by_route,
+        }
+    }
+
+    fn for_route(
+        &self,
+        route: usize,
+        phase: fn(&PluginSpec) -> bool,
+    ) -> impl Iterator<Item = usize> + '_ {
+        self.by_route
+            .get(route)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |&i| phase(&self.specs[i]))
+    }
+
+    pub fn has_request_phase(&self, route: usize) -> bool {
+        self.for_route(route, |s| s.on_request).next().is_some()
+    }
+
+    pub fn has_response_phase(&self, route: usize) -> bool {
+        self.for_route(route, |s| s.on_response).next().is_some()
+    }
+
+    /// Runs the route's `on_request` scripts in order until one answers.
+    pub fn on_request(
+        &self,
+        route: usize,
+        header: &mut RequestHeader,
+        context: &Context<'_>,
+    ) -> Result<Option<Answer>, PluginError> {
+        for i in self.for_route(route, |s| s.on_request) {
+            let answer = self.call(i, "request", |lua, f| {
+                let returned = lua.scope(|scope| {
+                    let view = scope.create_userdata(RequestView {
+                        header: &mut *header,
+                        context,
+                    })?;
+                    f.call::<Value>(view)
+                })?;
+                answer_of(returned)
+            })?;
+            if answer.is_some() {
+                return Ok(answer);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs the route's `on_response` scripts in order.
+    pub fn on_response(
+        &self,
+        route: usize,
+        request: &RequestHeader,
+        header: &mut ResponseHeader,
+        context: &Context<'_>,
+    ) -> Result<(), PluginError> {
+        for i in self.for_route(route, |s| s.on_response) {
+            self.call(i, "response", |lua, f| {
+                lua.scope(|scope| {
+                    let view = scope.create_userdata(ResponseView {
+                        request,
+                        header: &mut *header,
+                        context,
+                    })?;
+                    f.call::<()>(view)
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Calls phase function `on_<phase>` of script `i` in this thread's state for it.
+    fn call<R>(
+        &self,
+        i: usize,
+        phase: &str,
+        run: impl FnOnce(&Lua, Function) -> mlua::Result<R>,
+    ) -> Result<R, PluginError> {
+        let spec = &self.specs[i];
+        let fail = |message: String| {
+            crate::metrics::metrics()
+                .plugin_errors
+                .with_label_values(&[spec.name.as_str(), phase])
+                .inc();
+            PluginError {
+                plugin: spec.name.clone(),
+                message,
+            }
+        };
+        STATES.with(|states| {
+            let mut states = states.borrow_mut();
+            if states.0 != self.id {
+                *states = (self.id, (0..self.specs.len()).map(|_| None).collect());
+            }
+            let slot = &mut states.1[i];
+            if slot.is_none() {
+                let lua = sandbox::instantiate(&spec.source, &spec.path, &spec.name, &spec.config)
+                    .map_err(|e| fail(lua_message(&e)))?;
+                *slot = Some(lua);
+            }
+            let Some(lua) = slot.as_ref() else {
+                return Err(fail("no Lua state".into()));
+            };
+            let f: Function = lua
+                .globals()
+                .get(format!("on_{phase}"))
+                .map_err(|e| fail(lua_message(&e)))?;
+            sandbox::reset_budget(lua);
+            run(lua, f).map_err(|e| fail(lua_message(&e)))
+        })
+    }
+}
+
+/// `nil` (carry on), a status number, or `{ status = …, headers = { … }, body = "…" }`.
+fn answer_of(value: Value) -> mlua::Result<Option<Answer>> {
+    let status = |n: i64| {
+        u16::try_from(n)
+            .ok()
+            .filter(|s| (200..=599).contains(s))
+            .ok_or_else(|| mlua::Error::runtime(format!("status {n} is not 200-599")))
+    };
+    match value {
+        Value::Nil => Ok(None),
+        Value::Integer(n) => Ok(Some(Answer {
+            status: status(n)?,
+            headers: Vec::new(),
+            body: Vec::new(),
+        })),
+        Value::Table(t) => {
+            let code: i64 = t.get("status")?;
+            let mut headers = Vec::new();
+            if let Some(h) = t.get::<Option<mlua::Table>>("headers")? {
+                for pair in h.pairs::<String, mlua::LuaString>() {
+                    let (name, value) = pair?;
+                    let name = http::HeaderName::try_from(name.as_str()).map_err(|_| {
+                        mlua::Error::runtime(format!("`{name}` is not a header name"))
+                    })?;
+                    let value = http::HeaderValue::from_bytes(&value.as_bytes()).map_err(|_| {
+                        mlua::Error::runtime(format!(
+                            "the value of `{name}` is not a valid header value"
+                        ))
+                    })?;
+                    headers.push((name, value));
+                }
+            }
+            let body = t
+                .get::<Option<mlua::LuaString>>("body")?
+                .map_or_else(Vec::new, |b| b.as_bytes().to_vec());
+            Ok(Some(Answer {
+                status: status(code)?,
+                headers,
+                body,
+            }))
+        }
+        other => Err(mlua::Error::runtime(format!(
+            "on_request returned a {}; return nil, a status or {{ status, headers, body }}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Lua's message without mlua's traceback decoration: `path:line: what`.
+fn lua_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => lua_message(cause),
+        mlua::Error::RuntimeError(m) | mlua::Error::SyntaxError { message: m, .. } => {
+            m.lines().next().unwrap_or_default().to_string()
+        }
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}

@@ -17,6 +17,7 @@
 #   CONNECTIONS [32]    wrk connections
 #   PORTCULLIS_BIN      use this binary instead of running `cargo build --release`
 #   ACCESS_LOG [0]      1 = both proxies write an access log (to a file); 0 = neither does
+#   PLUGINS [0]         1 = portcullis runs the shipped deny-paths and security-headers scripts
 #   KEEP_TMP [0]        1 = keep the temp dir (configs and logs) after exit
 set -euo pipefail
 
@@ -31,6 +32,7 @@ THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-32}
 KEEP_TMP=${KEEP_TMP:-0}
 ACCESS_LOG=${ACCESS_LOG:-0}
+PLUGINS=${PLUGINS:-0}
 
 PEER_ONLY=0
 for arg in "$@"; do
@@ -227,6 +229,13 @@ upstreams_file: upstreams.yaml
 routes:
   - { prefix: /, upstream: bench }
 EOF
+if [ "$PLUGINS" = 1 ]; then
+  cat >>"$TMP/portcullis.yaml" <<EOF
+plugins:
+  - script: $ROOT/plugins/deny-paths.lua
+  - script: $ROOT/plugins/security-headers.lua
+EOF
+fi
 
 cat >"$TMP/upstreams.yaml" <<EOF
 upstreams:

@@ -258,13 +258,13 @@ impl ProxyHttp for Portcullis {
                 if runtime.plugins.has_request_phase(fwd.route) {
                     let context = plugins::Context {
                         client_ip: client_ip(session),
-                        route: &route.name,
-                        identity: ctx.auth.as_ref().map(|a| &a.identity),
+                        route: route.name.clone(),
+                        identity: ctx.auth.as_ref().map(|a| a.identity.clone()),
                     };
                     let answer =
                         runtime
                             .plugins
-                            .on_request(fwd.route, session.req_header_mut(), &context);
+                            .on_request(fwd.route, session.req_header_mut(), context);
                     match answer {
                         Ok(None) => {}
                         Ok(Some(answer)) => {
@@ -430,14 +430,14 @@ impl ProxyHttp for Portcullis {
             if runtime.plugins.has_response_phase(route) {
                 let context = plugins::Context {
                     client_ip: client_ip(session),
-                    route: &runtime.router.route(route).name,
-                    identity: ctx.auth.as_ref().map(|a| &a.identity),
+                    route: runtime.router.route(route).name.clone(),
+                    identity: ctx.auth.as_ref().map(|a| a.identity.clone()),
                 };
                 let done = runtime.plugins.on_response(
                     route,
-                    session.req_header(),
+                    session.req_header_mut(),
                     upstream_response,
-                    &context,
+                    context,
                 );
                 if let Err(e) = done {
                     // The upstream's answer is already under way; it goes out as it came.

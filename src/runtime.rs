@@ -21,7 +21,7 @@ pub struct Runtime {
     pub access_log_user: bool,
     pub max_request_header_size: usize,
     pub max_request_headers: usize,
-    pub plugins: Plugins,
+    pub plugins: Arc<Plugins>,
 }
 
 impl Runtime {
@@ -68,7 +68,12 @@ impl Runtime {
             })
             .collect();
         let route_names: Vec<&str> = router.routes().iter().map(|r| r.name.as_str()).collect();
-        let plugins = Plugins::new(config.plugins.clone(), &route_names);
+        // The upstreams file changes often (desktops come and go); unchanged scripts keep
+        // their Lua states instead of every thread building them again.
+        let plugins = match previous {
+            Some(p) if p.plugins.same_as(&config.plugins, &route_names) => p.plugins.clone(),
+            _ => Arc::new(Plugins::new(config.plugins.clone(), &route_names)),
+        };
         Runtime {
             plugins,
             router,

@@ -1,6 +1,7 @@
 //! What a script sees: the request (and in the response phase the response) as a Lua object
-//! with a few fields and header methods. Objects live for one call only (Lua scopes), so a
-//! script cannot keep a request past its phase.
+//! with a few fields and header methods. The objects are 'static types whose Lua metatable is
+//! built once per state, lent to one call only (Lua scopes): a script cannot keep a request
+//! past its phase.
 
 use crate::oidc::tokens::Identity;
 use mlua::{UserData, UserDataFields, UserDataMethods, Value};
@@ -8,43 +9,43 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
 
 /// Facts about the request that are not in its header.
-pub struct Context<'a> {
+pub struct Context {
     pub client_ip: Option<IpAddr>,
-    pub route: &'a str,
-    pub identity: Option<&'a Identity>,
+    pub route: String,
+    pub identity: Option<Identity>,
 }
 
-pub struct RequestView<'a> {
-    pub header: &'a mut RequestHeader,
-    pub context: &'a Context<'a>,
+pub struct RequestCall {
+    pub header: RequestHeader,
+    pub context: Context,
 }
 
-pub struct ResponseView<'a> {
-    pub request: &'a RequestHeader,
-    pub header: &'a mut ResponseHeader,
-    pub context: &'a Context<'a>,
+pub struct ResponseCall {
+    pub request: RequestHeader,
+    pub header: ResponseHeader,
+    pub context: Context,
 }
 
 trait Exchange {
     fn request(&self) -> &RequestHeader;
-    fn context(&self) -> &Context<'_>;
+    fn context(&self) -> &Context;
 }
 
-impl Exchange for RequestView<'_> {
+impl Exchange for RequestCall {
     fn request(&self) -> &RequestHeader {
-        self.header
+        &self.header
     }
-    fn context(&self) -> &Context<'_> {
-        self.context
+    fn context(&self) -> &Context {
+        &self.context
     }
 }
 
-impl Exchange for ResponseView<'_> {
+impl Exchange for ResponseCall {
     fn request(&self) -> &RequestHeader {
-        self.request
+        &self.request
     }
-    fn context(&self) -> &Context<'_> {
-        self.context
+    fn context(&self) -> &Context {
+        &self.context
     }
 }
 
@@ -61,15 +62,19 @@ fn request_fields<T: Exchange, F: UserDataFields<T>>(fields: &mut F) {
     fields.add_field_method_get("client_ip", |_, t| {
         Ok(t.context().client_ip.map(|ip| ip.to_string()))
     });
-    fields.add_field_method_get("route", |_, t| Ok(t.context().route.to_string()));
+    fields.add_field_method_get("route", |_, t| Ok(t.context().route.clone()));
     fields.add_field_method_get("user", |_, t| {
-        Ok(t.context().identity.map(|i| i.user.clone()))
+        Ok(t.context().identity.as_ref().map(|i| i.user.clone()))
     });
     fields.add_field_method_get("email", |_, t| {
-        Ok(t.context().identity.and_then(|i| i.email.clone()))
+        Ok(t.context().identity.as_ref().and_then(|i| i.email.clone()))
     });
     fields.add_field_method_get("groups", |lua, t| {
-        let groups = t.context().identity.map_or(&[][..], |i| &i.groups[..]);
+        let groups = t
+            .context()
+            .identity
+            .as_ref()
+            .map_or(&[][..], |i| &i.groups[..]);
         lua.create_sequence_from(groups.iter().map(String::as_str))
     });
 }
@@ -86,7 +91,7 @@ fn bad_header(e: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::runtime(format!("invalid header: {e}"))
 }
 
-impl UserData for RequestView<'_> {
+impl UserData for RequestCall {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         request_fields(fields);
     }
@@ -105,7 +110,7 @@ impl UserData for RequestView<'_> {
     }
 }
 
-impl UserData for ResponseView<'_> {
+impl UserData for ResponseCall {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         request_fields(fields);
         fields.add_field_method_get("status", |_, t| Ok(t.header.status.as_u16()));
@@ -126,4 +131,15 @@ impl UserData for ResponseView<'_> {
             Ok(())
         });
     }
+}
+
+/// Stand-ins left in the session while a call holds its headers; never sent anywhere.
+pub fn placeholder_request() -> RequestHeader {
+    RequestHeader::build_no_case(http::Method::GET, b"/", Some(0))
+        .unwrap_or_else(|_| unreachable!("a static request line is valid"))
+}
+
+pub fn placeholder_response() -> ResponseHeader {
+    ResponseHeader::build_no_case(200, Some(0))
+        .unwrap_or_else(|_| unreachable!("200 is a valid status"))
 }

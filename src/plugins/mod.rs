@@ -11,7 +11,7 @@ mod api;
 mod sandbox;
 
 pub use api::Context;
-use api::{RequestView, ResponseView};
+use api::{placeholder_request, placeholder_response, RequestCall, ResponseCall};
 use mlua::{Function, Lua, Value};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::cell::RefCell;
@@ -79,14 +79,35 @@ pub struct Plugins {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// One script's state on one thread, with its phase functions looked up once.
+struct State {
+    lua: Lua,
+    on_request: Option<Function>,
+    on_response: Option<Function>,
+}
+
 thread_local! {
     /// This thread's Lua states: `(snapshot id, one slot per script)`.
-    static STATES: RefCell<(u64, Vec<Option<Lua>>)> = const { RefCell::new((0, Vec::new())) };
+    static STATES: RefCell<(u64, Vec<Option<State>>)> = const { RefCell::new((0, Vec::new())) };
 }
 
 impl Plugins {
     pub fn new(specs: Vec<PluginSpec>, route_names: &[&str]) -> Plugins {
-        let by_route = route_names
+        let by_route = Self::assign(&specs, route_names);
+        Plugins {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            specs,
+            by_route,
+        }
+    }
+
+    /// Whether these scripts, on these routes, are what `self` already runs.
+    pub fn same_as(&self, specs: &[PluginSpec], route_names: &[&str]) -> bool {
+        self.specs == specs && self.by_route == Self::assign(specs, route_names)
+    }
+
+    fn assign(specs: &[PluginSpec], route_names: &[&str]) -> Vec<Vec<usize>> {
+        route_names
             .iter()
             .map(|route| {
                 specs
@@ -100,12 +121,7 @@ impl Plugins {
                     .map(|(i, _)| i)
                     .collect()
             })
-            .collect();
-        Plugins {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            specs,
-            by_route,
-        }
+            .collect()
     }
 
     fn for_route(
@@ -134,17 +150,28 @@ impl Plugins {
         &self,
         route: usize,
         header: &mut RequestHeader,
-        context: &Context<'_>,
+        context: Context,
+    ) -> Result<Option<Answer>, PluginError> {
+        // The call owns the header while scripts run (so Lua can cache the object's type) and
+        // hands it back whatever happens.
+        let mut call = RequestCall {
+            header: std::mem::replace(header, placeholder_request()),
+            context,
+        };
+        let result = self.run_request(route, &mut call);
+        *header = call.header;
+        result
+    }
+
+    fn run_request(
+        &self,
+        route: usize,
+        call: &mut RequestCall,
     ) -> Result<Option<Answer>, PluginError> {
         for i in self.for_route(route, |s| s.on_request) {
             let answer = self.call(i, "request", |lua, f| {
-                let returned = lua.scope(|scope| {
-                    let view = scope.create_userdata(RequestView {
-                        header: &mut *header,
-                        context,
-                    })?;
-                    f.call::<Value>(view)
-                })?;
+                let returned =
+                    lua.scope(|scope| f.call::<Value>(scope.create_userdata_ref_mut(&mut *call)?))?;
                 answer_of(returned)
             })?;
             if answer.is_some() {
@@ -158,23 +185,23 @@ impl Plugins {
     pub fn on_response(
         &self,
         route: usize,
-        request: &RequestHeader,
+        request: &mut RequestHeader,
         header: &mut ResponseHeader,
-        context: &Context<'_>,
+        context: Context,
     ) -> Result<(), PluginError> {
-        for i in self.for_route(route, |s| s.on_response) {
+        let mut call = ResponseCall {
+            request: std::mem::replace(request, placeholder_request()),
+            header: std::mem::replace(header, placeholder_response()),
+            context,
+        };
+        let result = self.for_route(route, |s| s.on_response).try_for_each(|i| {
             self.call(i, "response", |lua, f| {
-                lua.scope(|scope| {
-                    let view = scope.create_userdata(ResponseView {
-                        request,
-                        header: &mut *header,
-                        context,
-                    })?;
-                    f.call::<()>(view)
-                })
-            })?;
-        }
-        Ok(())
+                lua.scope(|scope| f.call::<()>(scope.create_userdata_ref_mut(&mut call)?))
+            })
+        });
+        *request = call.request;
+        *header = call.header;
+        result
     }
 
     /// Calls phase function `on_<phase>` of script `i` in this thread's state for it.
@@ -204,15 +231,27 @@ impl Plugins {
             if slot.is_none() {
                 let lua = sandbox::instantiate(&spec.source, &spec.path, &spec.name, &spec.config)
                     .map_err(|e| fail(lua_message(&e)))?;
-                *slot = Some(lua);
+                let globals = lua.globals();
+                let on_request = globals.get::<Option<Function>>("on_request");
+                let on_response = globals.get::<Option<Function>>("on_response");
+                drop(globals);
+                *slot = Some(State {
+                    on_request: on_request.map_err(|e| fail(lua_message(&e)))?,
+                    on_response: on_response.map_err(|e| fail(lua_message(&e)))?,
+                    lua,
+                });
             }
-            let Some(lua) = slot.as_ref() else {
+            let Some(state) = slot.as_ref() else {
                 return Err(fail("no Lua state".into()));
             };
-            let f: Function = lua
-                .globals()
-                .get(format!("on_{phase}"))
-                .map_err(|e| fail(lua_message(&e)))?;
+            let f = match phase {
+                "request" => state.on_request.clone(),
+                _ => state.on_response.clone(),
+            };
+            let Some(f) = f else {
+                return Err(fail(format!("on_{phase} is not a function")));
+            };
+            let lua = &state.lua;
             sandbox::reset_budget(lua);
             run(lua, f).map_err(|e| fail(lua_message(&e)))
         })

@@ -21,6 +21,12 @@ fn write_script(dir: &Path, name: &str, script: &str) -> PathBuf {
     path
 }
 
+/// What the echo upstream received for a GET of `path`.
+async fn echoed(proxy: &Proxy, path: &str) -> Value {
+    let resp = client().get(proxy.url(path)).send().await.expect("answer");
+    resp.json().await.expect("the upstream's JSON")
+}
+
 async fn proxy_with(plugins: &str, web: &EchoUpstream) -> Proxy {
     Proxy::start(
         &format!(
@@ -106,23 +112,9 @@ async fn a_plugin_runs_only_on_its_routes_with_its_config() {
         &web,
     )
     .await;
-    let body: Value = client()
-        .get(proxy.url("/api/x"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = echoed(&proxy, "/api/x").await;
     assert_eq!(body["headers"]["x-tag"], "hello:b");
-    let body: Value = client()
-        .get(proxy.url("/other"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = echoed(&proxy, "/other").await;
     assert!(body["headers"].get("x-tag").is_none(), "{body}");
 }
 
@@ -188,14 +180,7 @@ async fn an_edited_script_applies_at_once_and_a_broken_edit_is_refused() {
     let web = EchoUpstream::start("web").await;
     let proxy = proxy_with(&format!("  - script: {}\n", script.display()), &web).await;
     let seen = || async {
-        let body: Value = client()
-            .get(proxy.url("/x"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = echoed(&proxy, "/x").await;
         body["headers"]["x-version"]
             .as_str()
             .unwrap_or("")

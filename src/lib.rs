@@ -9,6 +9,8 @@ pub mod config;
 pub mod dispatch;
 pub mod downstream;
 pub mod forwarding;
+#[cfg(test)]
+mod fuzz_inputs;
 pub mod gate;
 pub mod head_deadline;
 pub mod header_names;

@@ -197,4 +197,30 @@ mod tests {
         assert_eq!(normalize("/a%0ab"), Err(PathError::ControlCharacter));
         assert_eq!(normalize("/a\u{1}b"), Err(PathError::ControlCharacter));
     }
+
+    #[test]
+    fn hostile_paths_normalize_to_a_fixed_point_without_dot_segments() {
+        let mut rng = crate::fuzz_inputs::Rng::new(0x5eed_0001);
+        let mut accepted = 0;
+        for _ in 0..50_000 {
+            let input = format!("/{}", rng.string(crate::fuzz_inputs::URL_PIECES, 12));
+            let Ok(out) = normalize(&input) else { continue };
+            accepted += 1;
+            assert!(out.starts_with('/'), "{input:?} -> {out:?}");
+            assert!(!out.contains("//"), "{input:?} -> {out:?}");
+            assert!(
+                !out.bytes().any(|b| b.is_ascii_control()),
+                "{input:?} -> {out:?}"
+            );
+            for segment in out.split('/') {
+                assert!(segment != "." && segment != "..", "{input:?} -> {out:?}");
+            }
+            assert_eq!(
+                normalize(&out).map(|o| o.into_owned()),
+                Ok(out.clone().into_owned()),
+                "not a fixed point: {input:?}"
+            );
+        }
+        assert!(accepted > 5_000, "only {accepted} inputs were valid paths");
+    }
 }

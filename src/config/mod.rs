@@ -110,3 +110,125 @@ pub(crate) fn resolve_relative(config_path: &Path, named: &str) -> PathBuf {
         .parent()
         .map_or_else(|| named.to_path_buf(), |dir| dir.join(named))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Edits of the shipped configs as a slip of the hand or a broken generator makes them:
+    /// bytes flipped, lines dropped, doubled or cut. Whatever comes of it, loading answers
+    /// with a config or with problems, never a panic.
+    #[test]
+    fn mangled_configs_are_refused_never_a_panic() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let env = |name: &str| match name {
+            "SESSION_KEY" => Some("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()),
+            _ => Some("value".to_string()),
+        };
+        let tokens = [
+            ":",
+            "-",
+            " ",
+            "  ",
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"",
+            "'",
+            "#",
+            "&a",
+            "*a",
+            "!tag",
+            "\t",
+            "\n",
+            "${",
+            "${X}",
+            "0",
+            "-1",
+            "99999999999999999999",
+            "1s",
+            "0s",
+            "10GiB",
+            "/",
+            "{id}",
+            "true",
+            "null",
+            "~",
+            "\u{0}",
+            "é",
+        ];
+        let mut rng = crate::fuzz_inputs::Rng::new(0x5eed_0004);
+        // (accepted, refused) per file pair: both must happen, or the edits test nothing.
+        let mut outcomes = (0, 0);
+        for (main, upstreams) in [
+            ("conf/portcullis.yaml", "conf/upstreams.yaml"),
+            ("conf/dev.yaml", "conf/dev-upstreams.yaml"),
+        ] {
+            let main_text = std::fs::read_to_string(root.join(main))
+                .unwrap()
+                .replace("../plugins/", &format!("{}/plugins/", root.display()));
+            let up_text = std::fs::read_to_string(root.join(upstreams)).unwrap();
+            let up_name = Path::new(upstreams).file_name().unwrap();
+            for _ in 0..400 {
+                let mangle_main = rng.below(2) == 0;
+                let source = if mangle_main { &main_text } else { &up_text };
+                let mut lines: Vec<String> = source.lines().map(str::to_string).collect();
+                for _ in 0..1 + rng.below(3) {
+                    let at = rng.below(lines.len());
+                    match rng.below(4) {
+                        0 => {
+                            lines.remove(at);
+                        }
+                        1 => lines.insert(at, lines[at].clone()),
+                        2 => {
+                            let line = &mut lines[at];
+                            let cut = rng.below(line.len() + 1);
+                            let cut = (0..=cut)
+                                .rev()
+                                .find(|&i| line.is_char_boundary(i))
+                                .unwrap_or(0);
+                            line.truncate(cut);
+                        }
+                        _ => {
+                            let line = &mut lines[at];
+                            let pos = rng.below(line.len() + 1);
+                            let pos = (0..=pos)
+                                .rev()
+                                .find(|&i| line.is_char_boundary(i))
+                                .unwrap_or(0);
+                            line.insert_str(pos, tokens[rng.below(tokens.len())]);
+                        }
+                    }
+                    if lines.is_empty() {
+                        break;
+                    }
+                }
+                let mangled = lines.join("\n");
+                let main_out = if mangle_main {
+                    mangled.clone()
+                } else {
+                    main_text.clone()
+                };
+                let up_out = if mangle_main {
+                    up_text.clone()
+                } else {
+                    mangled
+                };
+                // The shipped main configs name their upstreams file relative to themselves.
+                std::fs::write(dir.path().join("main.yaml"), &main_out).unwrap();
+                std::fs::write(dir.path().join(up_name), &up_out).unwrap();
+                let loaded = std::panic::catch_unwind(|| {
+                    load_with_env(&dir.path().join("main.yaml"), &env).is_ok()
+                });
+                match loaded {
+                    Ok(true) => outcomes.0 += 1,
+                    Ok(false) => outcomes.1 += 1,
+                    Err(_) => panic!("loading panicked on:\n{main_out}\n---\n{up_out}"),
+                }
+            }
+        }
+        assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
+    }
+}

@@ -721,4 +721,45 @@ mod tests {
         assert_eq!(percent_decode("/%E2%9C%93").as_deref(), Some("/\u{2713}"));
         assert_eq!(percent_decode("/%FF"), None);
     }
+
+    #[test]
+    fn every_accepted_hostile_target_stays_on_site_however_often_it_is_decoded() {
+        let mut rng = crate::fuzz_inputs::Rng::new(0x5eed_0002);
+        let mut accepted = 0;
+        for _ in 0..50_000 {
+            let lead = if rng.below(4) == 0 { "" } else { "/" };
+            let candidate = format!("{lead}{}", rng.string(crate::fuzz_inputs::URL_PIECES, 8));
+            let Some(safe) = SafeRedirect::parse(&candidate) else {
+                continue;
+            };
+            accepted += 1;
+            let out = safe.as_str();
+            assert!(
+                out.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+                "{candidate:?} -> {out:?}"
+            );
+            let mut form = out.to_string();
+            for _ in 0..4 {
+                assert!(form.starts_with('/'), "{candidate:?} -> {form:?}");
+                assert!(
+                    !form.starts_with("//") && !form.contains('\\'),
+                    "{candidate:?} -> {form:?}"
+                );
+                assert!(
+                    !form.chars().any(char::is_control),
+                    "{candidate:?} -> {form:?}"
+                );
+                match percent_decode(&form) {
+                    Some(next) if next != form => form = next,
+                    _ => break,
+                }
+            }
+            assert_eq!(
+                SafeRedirect::parse(out).as_ref(),
+                Some(&safe),
+                "{candidate:?}"
+            );
+        }
+        assert!(accepted > 1_000, "only {accepted} targets were accepted");
+    }
 }

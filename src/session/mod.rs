@@ -454,4 +454,52 @@ mod tests {
             );
         }
     }
+
+    /// Cookie values as attackers shape them: a real one's pieces cut, spliced and padded.
+    #[tokio::test]
+    async fn forged_and_mangled_cookies_never_open_a_session() {
+        let ours = sessions();
+        let real = ours.create(&data()).await.unwrap();
+        let (id, sealed) = real.split_once('.').unwrap();
+        let pieces: Vec<&str> = vec![
+            id,
+            sealed,
+            &id[..10],
+            &sealed[..20],
+            &sealed[20..],
+            ".",
+            ".",
+            "..",
+            "=",
+            "==",
+            "-",
+            "_",
+            "A",
+            "AAAA",
+            "%2e",
+            "\"",
+            ";",
+            " ",
+            "\0",
+            "é",
+            "\u{fffd}",
+        ];
+        let mut rng = crate::fuzz_inputs::Rng::new(0x5eed_0003);
+        for _ in 0..20_000 {
+            let forged = rng.string(&pieces, 6);
+            if forged == real {
+                continue;
+            }
+            assert!(ours.handle_of(&forged).is_none(), "{forged:?} opened");
+            let _ = store_key_of_cookie(&forged);
+        }
+        // A cookie from another key ring; this id with another session's sealed key (the key
+        // is bound to its id).
+        let foreign = sessions().create(&data()).await.unwrap();
+        assert!(ours.handle_of(&foreign).is_none());
+        let second = ours.create(&data()).await.unwrap();
+        let (_, second_sealed) = second.split_once('.').unwrap();
+        assert!(ours.handle_of(&format!("{id}.{second_sealed}")).is_none());
+        assert!(ours.handle_of(&real).is_some());
+    }
 }

@@ -111,3 +111,100 @@ async fn garbage_from_clients_never_takes_the_proxy_down() {
         .expect("proxy still answers");
     assert_eq!(resp.status(), 200);
 }
+
+/// Requests mangled the way scanners and broken clients mangle them: methods, targets,
+/// versions, framing and identity headers. Each gets an answer that is not an internal error
+/// (or a closed connection), and the proxy stays up.
+#[tokio::test]
+async fn mangled_requests_get_clean_answers() {
+    use crate::support::fuzz_inputs::{Rng, URL_PIECES};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = EchoUpstream::start("a").await;
+    let proxy = Proxy::start(
+        "routes:\n  - { prefix: /api/, upstream: web, max_body: 1KiB }\n  - { prefix: /, upstream: web }\n",
+        &format!("upstreams:\n  web: {{ backends: [\"{}\"] }}\n", a.addr),
+    )
+    .await;
+    let methods = [
+        "GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE", "get", "G T", "CONNECT", "",
+    ];
+    let versions = [
+        "HTTP/1.1",
+        "HTTP/1.0",
+        "HTTP/2.0",
+        "HTTP/1.1 x",
+        "http/1.1",
+        "HTTP/1.",
+        "",
+    ];
+    let headers = [
+        "Host: a.example",
+        "Host: ",
+        "Host: a b",
+        "Host: a.example\r\nHost: b.example",
+        "Content-Length: 5",
+        "Content-Length: -1",
+        "Content-Length: 5, 6",
+        "Content-Length: 99999999999999999999",
+        "Transfer-Encoding: chunked",
+        "Transfer-Encoding: chunked, identity",
+        "Transfer-Encoding:  xchunked",
+        "Upgrade: websocket\r\nConnection: Upgrade",
+        "Expect: 100-continue",
+        "X-Remote-User: mallory",
+        "X_Remote_User: mallory",
+        "Connection: x-remote-user",
+        "Bad Header: x",
+        ": empty",
+        "NoColon",
+        "X-Obs: a\r\n folded",
+        "Cookie: ;;=;",
+        "X-Request-Id: ../../x",
+    ];
+    let bodies = [
+        "",
+        "hello",
+        "0\r\n\r\n",
+        "5\r\nhello\r\n0\r\n\r\n",
+        "zz\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    let mut rng = Rng::new(0x5eed_0005);
+    let mut answered = 0;
+    for _ in 0..300 {
+        let mut request = format!(
+            "{} /{} {}\r\n",
+            methods[rng.below(methods.len())],
+            rng.string(URL_PIECES, 6),
+            versions[rng.below(versions.len())]
+        );
+        for _ in 0..rng.below(4) {
+            request.push_str(headers[rng.below(headers.len())]);
+            request.push_str("\r\n");
+        }
+        request.push_str("Connection: close\r\n\r\n");
+        request.push_str(bodies[rng.below(bodies.len())]);
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        let Some(status) = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()) else {
+            continue;
+        };
+        answered += 1;
+        assert!(
+            (100..600).contains(&status) && status != 500,
+            "{request:?} got {status}:\n{answer}"
+        );
+        assert!(!answer.contains("mallory"), "{request:?}:\n{answer}");
+    }
+    assert!(answered > 100, "only {answered} requests were answered");
+    let resp = client()
+        .get(proxy.url("/still-alive"))
+        .send()
+        .await
+        .expect("alive");
+    assert_eq!(resp.status(), 200);
+    assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+}

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod echo;
+/// The library's own generator of hostile inputs, shared rather than copied.
+#[path = "../../src/fuzz_inputs.rs"]
+pub mod fuzz_inputs;
 pub mod idp;
 pub mod oidc;
 pub mod pki;

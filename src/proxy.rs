@@ -324,7 +324,7 @@ impl ProxyHttp for Portcullis {
                     );
                 };
                 ctx.backend = Some(addr);
-                pool.peer(addr, &spec.timeouts, read_timeout)
+                pool.peer(addr, &spec.timeouts, read_timeout, session.is_upgrade_req())
             }
         };
         ctx.upstream_started = Some(Instant::now());

@@ -95,8 +95,24 @@ impl Pool {
         chosen.and_then(|b| b.addr.as_inet().copied())
     }
 
-    pub fn peer(&self, addr: SocketAddr, timeouts: &Timeouts, read_timeout: Duration) -> HttpPeer {
-        new_peer(addr, self.spec.tls, &self.spec.sni, timeouts, read_timeout)
+    /// `upgrade`: the request asks for a protocol switch (WebSocket), which only HTTP/1.1
+    /// carries, whatever the pool speaks otherwise.
+    pub fn peer(
+        &self,
+        addr: SocketAddr,
+        timeouts: &Timeouts,
+        read_timeout: Duration,
+        upgrade: bool,
+    ) -> HttpPeer {
+        let mut peer = new_peer(addr, self.spec.tls, &self.spec.sni, timeouts, read_timeout);
+        if self.spec.http2 && !upgrade {
+            // Over TLS, ALPN picks h2 or HTTP/1.1; in plain text there is nothing to negotiate
+            // with, so h2c is spoken outright.
+            let min = if self.spec.tls { 1 } else { 2 };
+            peer.options.set_http_version(2, min);
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
+        peer
     }
 
     /// Runs one round of active checks if one is due and none is running. Returns at once when
@@ -137,6 +153,9 @@ impl Pool {
     }
 }
 
+/// Requests multiplexed on one upstream h2 connection before another is opened.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
 fn health_check(h: &HealthSpec, pool: &PoolSpec) -> Box<dyn HealthCheck + Send + Sync + 'static> {
     match &h.kind {
         HealthKind::Http { path, host } => {
@@ -152,6 +171,11 @@ fn health_check(h: &HealthSpec, pool: &PoolSpec) -> Box<dyn HealthCheck + Send +
             }
             hc.peer_template.options.connection_timeout = Some(h.timeout);
             hc.peer_template.options.read_timeout = Some(h.timeout);
+            if pool.http2 {
+                // Probe the way requests travel: an h2c-only backend does not answer HTTP/1.1.
+                let min = if pool.tls { 1 } else { 2 };
+                hc.peer_template.options.set_http_version(2, min);
+            }
             hc.consecutive_success = h.rise;
             hc.consecutive_failure = h.fall;
             // Like HAProxy's `http-check`: any 2xx or 3xx means up.

@@ -132,6 +132,7 @@ pub struct PoolSpec {
     pub health: Option<HealthSpec>,
     pub tls: bool,
     pub sni: String,
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -321,6 +321,10 @@ pub struct PoolSection {
     pub tls: bool,
     /// SNI and certificate name for TLS upstreams.
     pub sni: Option<String>,
+    /// HTTP/2 to the backends: offered by ALPN over TLS (HTTP/1.1 stays the fallback), prior
+    /// knowledge (h2c) in plain text.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -528,6 +528,7 @@ impl<'a> Validator<'a> {
             health,
             tls: p.tls,
             sni: p.sni.clone().unwrap_or_default(),
+            http2: p.http2,
         })
     }
 

@@ -1,5 +1,6 @@
 use crate::support::{client, raw, EchoUpstream, Proxy};
 use serde_json::Value;
+use std::time::Duration;
 
 async fn three_pools() -> (Proxy, EchoUpstream, EchoUpstream, EchoUpstream) {
     let console = EchoUpstream::start("console").await;
@@ -251,4 +252,57 @@ async fn the_host_routed_on_is_the_host_the_upstream_sees() {
         let resp = raw::send(proxy.addr, request.as_bytes()).await.expect("answer");
         assert_eq!(resp.status, 400, "{request:?}");
     }
+}
+
+#[tokio::test]
+async fn a_pool_can_speak_http2_to_its_backends() {
+    let backend = EchoUpstream::start("h2").await;
+    let proxy = Proxy::start(
+        "routes:\n  - { prefix: /ws/, upstream: h2, websocket: true }\n  - { prefix: /, upstream: h2 }\n",
+        &format!(
+            "upstreams:\n  h2:\n    backends: [\"{}\"]\n    http2: true\n    health_check: {{ path: /healthz, interval: 200ms }}\n",
+            backend.addr
+        ),
+    )
+    .await;
+    // Clients speak HTTP/1.1 to the proxy; the backend is spoken to in h2c, many requests at once.
+    let requests = (0..20).map(|i| {
+        let url = proxy.url(&format!("/x/{i}"));
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    for body in futures_util::future::join_all(requests).await {
+        assert_eq!(body["version"], "HTTP/2.0", "{body}");
+        assert_eq!(body["server"], "h2");
+    }
+    // The health check probes in h2c too: the backend is up and then seen going down.
+    let up = || async {
+        crate::support::prom::scrape(&proxy.ops_url("/metrics"))
+            .await
+            .value("portcullis_backend_up", &[("pool", "h2")])
+    };
+    assert!(
+        crate::support::eventually(Duration::from_secs(3), || async { up().await == 1.0 }).await
+    );
+    // WebSockets exist only in HTTP/1.1: an upgrade on the same pool goes out in HTTP/1.1.
+    let url = format!("ws://{}/ws/chat", proxy.addr);
+    let (_ws, resp, greeting) = crate::support::ws::open_tunnel(|| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        url.clone().into_client_request().unwrap()
+    })
+    .await;
+    assert_eq!(resp.status(), 101);
+    assert!(greeting.contains("/ws/chat"), "{greeting}");
+    backend.set_healthy(false);
+    assert!(
+        crate::support::eventually(Duration::from_secs(3), || async { up().await == 0.0 }).await
+    );
 }

@@ -3,7 +3,8 @@
 //! - `/healthz`: 200, or 503 after `set_healthy(false)`;
 //! - `/slow?ms=N`: answers after N milliseconds;
 //! - any request with `Upgrade: websocket`: a WebSocket echo (subprotocol echoed back);
-//! - anything else: its method, URI, headers and body as JSON, once the whole body arrived;
+//! - anything else: its method, URI, HTTP version, headers and body as JSON, once the whole body
+//!   arrived (HTTP/1.1, or h2c by prior knowledge);
 //!   each `set-cookie=…` query parameter comes back as a `Set-Cookie` field.
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -88,9 +89,9 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
                 let state = state.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
+                    // HTTP/1.1 (with upgrades) or h2c by prior knowledge, as the client opens.
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -148,11 +149,13 @@ async fn handle(
             .map(|(_, v)| v.into_owned())
             .collect();
     let method = req.method().as_str().to_string();
+    let version = format!("{:?}", req.version());
     let uri = req.uri().to_string();
     let received = req.into_body().collect().await?.to_bytes();
     let body = serde_json::json!({
         "server": state.name,
         "method": method,
+        "version": version,
         "uri": uri,
         "headers": headers,
         "body": String::from_utf8_lossy(&received),

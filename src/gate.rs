@@ -5,6 +5,7 @@ use crate::oidc::redirect;
 use crate::oidc::{AuthError, Authenticated, Oidc};
 use crate::pages::Failure;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::v1::common::is_upgrade_req;
 
 pub enum Verdict {
     Pass(Option<Authenticated>),
@@ -23,6 +24,10 @@ pub async fn check(
 ) -> Verdict {
     if route.auth == Auth::Public {
         return Verdict::Pass(None);
+    }
+    if route.websocket && is_upgrade_req(req) && !websocket_origin_allowed(req, route) {
+        tracing::info!(route = %route.name, origin = ?req.headers.get(http::header::ORIGIN), "WebSocket from another origin refused");
+        return Verdict::Deny(Failure::Forbidden);
     }
     // Validation refuses `login`/`api` routes without `oidc`; fail closed all the same.
     let Some(oidc) = oidc else {
@@ -59,10 +64,7 @@ pub async fn check(
 /// subdomains), and the handshake is not subject to CORS: the `Origin` browsers always send
 /// must be the request's own or one the route lists. Clients that send no `Origin` are not
 /// browsers and carry no ambient credentials of a victim.
-pub fn websocket_origin_allowed(req: &RequestHeader, route: &RouteSpec) -> bool {
-    if route.auth == Auth::Public {
-        return true;
-    }
+fn websocket_origin_allowed(req: &RequestHeader, route: &RouteSpec) -> bool {
     let Some(origin) = req.headers.get(http::header::ORIGIN) else {
         return true;
     };

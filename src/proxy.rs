@@ -81,6 +81,15 @@ impl Ctx {
         }
     }
 
+    /// What plugins learn beyond the request header.
+    fn plugin_context(&self, session: &Session, route: &str) -> plugins::Context {
+        plugins::Context {
+            client_ip: client_ip(session),
+            route: route.to_string(),
+            identity: self.auth.as_ref().map(|a| a.identity.clone()),
+        }
+    }
+
     fn route_name(&self) -> &str {
         match (&self.runtime, self.route) {
             (Some(rt), Some(i)) => &rt.router.route(i).name,
@@ -205,15 +214,6 @@ impl ProxyHttp for Portcullis {
             Decision::Forward(fwd) => {
                 let route = runtime.router.route(fwd.route);
                 ctx.route = Some(fwd.route);
-                if session.is_upgrade_req()
-                    && route.websocket
-                    && !gate::websocket_origin_allowed(session.req_header(), route)
-                {
-                    tracing::info!(route = %route.name, origin = ?session.get_header(http::header::ORIGIN), "WebSocket from another origin refused");
-                    ctx.failure = Some(Failure::Forbidden);
-                    pages::respond(session, Failure::Forbidden, &ctx.envelope()).await?;
-                    return Ok(true);
-                }
                 let owner = match &fwd.target {
                     Target::Desktop(d) => d.spec.owner.as_deref(),
                     Target::Pool(_) => None,
@@ -256,11 +256,7 @@ impl ProxyHttp for Portcullis {
                     }
                 }
                 if runtime.plugins.has_request_phase(fwd.route) {
-                    let context = plugins::Context {
-                        client_ip: client_ip(session),
-                        route: route.name.clone(),
-                        identity: ctx.auth.as_ref().map(|a| a.identity.clone()),
-                    };
+                    let context = ctx.plugin_context(session, &route.name);
                     let answer =
                         runtime
                             .plugins
@@ -428,11 +424,7 @@ impl ProxyHttp for Portcullis {
         pages::add_security_headers(upstream_response, ctx.hsts.as_deref())?;
         if let (Some(runtime), Some(route)) = (&ctx.runtime, ctx.route) {
             if runtime.plugins.has_response_phase(route) {
-                let context = plugins::Context {
-                    client_ip: client_ip(session),
-                    route: runtime.router.route(route).name.clone(),
-                    identity: ctx.auth.as_ref().map(|a| a.identity.clone()),
-                };
+                let context = ctx.plugin_context(session, &runtime.router.route(route).name);
                 let done = runtime.plugins.on_response(
                     route,
                     session.req_header_mut(),

@@ -79,6 +79,22 @@ pub struct Plugins {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+#[derive(Clone, Copy)]
+enum Phase {
+    Request,
+    Response,
+}
+
+impl Phase {
+    /// The metric label.
+    fn label(self) -> &'static str {
+        match self {
+            Phase::Request => "request",
+            Phase::Response => "response",
+        }
+    }
+}
+
 /// One script's state on one thread, with its phase functions looked up once.
 struct State {
     lua: Lua,
@@ -169,7 +185,7 @@ impl Plugins {
         call: &mut RequestCall,
     ) -> Result<Option<Answer>, PluginError> {
         for i in self.for_route(route, |s| s.on_request) {
-            let answer = self.call(i, "request", |lua, f| {
+            let answer = self.call(i, Phase::Request, |lua, f| {
                 let returned =
                     lua.scope(|scope| f.call::<Value>(scope.create_userdata_ref_mut(&mut *call)?))?;
                 answer_of(returned)
@@ -195,7 +211,7 @@ impl Plugins {
             context,
         };
         let result = self.for_route(route, |s| s.on_response).try_for_each(|i| {
-            self.call(i, "response", |lua, f| {
+            self.call(i, Phase::Response, |lua, f| {
                 lua.scope(|scope| f.call::<()>(scope.create_userdata_ref_mut(&mut call)?))
             })
         });
@@ -204,18 +220,18 @@ impl Plugins {
         result
     }
 
-    /// Calls phase function `on_<phase>` of script `i` in this thread's state for it.
+    /// Calls the phase function of script `i` in this thread's state for it.
     fn call<R>(
         &self,
         i: usize,
-        phase: &str,
+        phase: Phase,
         run: impl FnOnce(&Lua, Function) -> mlua::Result<R>,
     ) -> Result<R, PluginError> {
         let spec = &self.specs[i];
         let fail = |message: String| {
             crate::metrics::metrics()
                 .plugin_errors
-                .with_label_values(&[spec.name.as_str(), phase])
+                .with_label_values(&[spec.name.as_str(), phase.label()])
                 .inc();
             PluginError {
                 plugin: spec.name.clone(),
@@ -245,11 +261,11 @@ impl Plugins {
                 return Err(fail("no Lua state".into()));
             };
             let f = match phase {
-                "request" => state.on_request.clone(),
-                _ => state.on_response.clone(),
+                Phase::Request => state.on_request.clone(),
+                Phase::Response => state.on_response.clone(),
             };
             let Some(f) = f else {
-                return Err(fail(format!("on_{phase} is not a function")));
+                return Err(fail(format!("on_{} is not a function", phase.label())));
             };
             let lua = &state.lua;
             sandbox::reset_budget(lua);

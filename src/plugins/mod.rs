@@ -8,6 +8,7 @@
 //! never crosses an `.await`.
 
 mod api;
+mod patterns;
 mod sandbox;
 
 pub use api::Context;

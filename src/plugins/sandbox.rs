@@ -48,6 +48,7 @@ pub fn instantiate(
             Ok(VmState::Continue)
         },
     )?;
+    super::patterns::guard(&lua)?;
     let globals = lua.globals();
     for name in REMOVED_GLOBALS {
         globals.set(name, Value::Nil)?;

@@ -75,12 +75,13 @@ fn main() -> ExitCode {
         Command::Check { config: path } => match config::load(&path) {
             Ok(c) => {
                 println!(
-                    "{}: ok ({} listeners, {} routes, {} pools, {} desktops)",
+                    "{}: ok ({} listeners, {} routes, {} pools, {} desktops, {} plugins)",
                     path.display(),
                     c.listeners.len(),
                     c.routes.len(),
                     c.upstreams.pools.len(),
-                    c.upstreams.desktops.len()
+                    c.upstreams.desktops.len(),
+                    c.plugins.len()
                 );
                 ExitCode::SUCCESS
             }

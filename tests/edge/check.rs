@@ -74,7 +74,7 @@ fn accepts_a_good_config() {
     assert!(out.ok, "{}", out.stderr);
     assert!(
         out.stdout
-            .contains("ok (1 listeners, 3 routes, 2 pools, 1 desktops)"),
+            .contains("ok (1 listeners, 3 routes, 2 pools, 1 desktops, 0 plugins)"),
         "{}",
         out.stdout
     );

@@ -1,12 +1,15 @@
 //! A throwaway `redis-server` for tests: its own port on 127.0.0.1, its own temporary
-//! directory, no persistence. Never the system's Redis.
+//! directory, no persistence. Never the system's Redis. Also in TLS only, as a Redis Cluster,
+//! and with a Redis Sentinel watching it.
 //!
 //! Paths to the Redis client crate are written `::redis::…` because this module is itself
 //! named `redis`.
 #![allow(dead_code)]
 
+use super::pki::TestCa;
 use ::redis::IntoConnectionInfo;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -18,6 +21,14 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    tls: Option<Tls>,
+}
+
+/// A TLS-only server's certificate and the CA that issued it.
+struct Tls {
+    ca_pem: String,
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 impl RedisServer {
@@ -30,18 +41,41 @@ impl RedisServer {
     /// PING readiness is then checked with the `--requirepass` password if there is one.
     pub async fn start_with(args: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("temporary directory for redis-server");
+        RedisServer::launch(dir, args, None).await
+    }
+
+    /// A fresh server that speaks only TLS (`rediss://`, no plain port), with a certificate for
+    /// 127.0.0.1 issued by `ca`, and without client certificates.
+    pub async fn start_tls(ca: &TestCa) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temporary directory for redis-server");
+        let (cert, key) = ca.issue(dir.path(), "redis", &["127.0.0.1"]);
+        let tls = Tls {
+            ca_pem: ca.pem.clone(),
+            cert,
+            key,
+        };
+        RedisServer::launch(dir, &[], Some(tls)).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, args: &[&str], tls: Option<Tls>) -> RedisServer {
         let mut server = RedisServer {
             port: super::free_port(),
             child: None,
             dir,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            tls,
         };
         server.spawn().await;
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// SIGKILL, and wait until the process is gone (so the port is free again).
@@ -139,7 +173,8 @@ impl RedisServer {
         out
     }
 
-    /// A plain connection for assertions (PTTL, TTL, raw reads).
+    /// A plain connection for assertions (PTTL, TTL, raw reads). To a TLS server, it trusts the
+    /// server's CA alone, whatever the environment says.
     pub async fn connection(&self) -> ::redis::RedisResult<::redis::aio::MultiplexedConnection> {
         let info = self.url().as_str().into_connection_info()?;
         let info = match self.password() {
@@ -152,9 +187,28 @@ impl RedisServer {
         let config = ::redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)));
-        ::redis::Client::open(info)?
+        let client = match &self.tls {
+            Some(tls) => ::redis::Client::build_with_tls(
+                info,
+                ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(tls.ca_pem.clone().into_bytes()),
+                },
+            )?,
+            None => ::redis::Client::open(info)?,
+        };
+        client
             .get_multiplexed_async_connection_with_config(&config)
             .await
+    }
+
+    /// A field of `INFO`, e.g. `role` or `master_link_status`.
+    pub async fn info(&self, field: &str) -> Option<String> {
+        let mut conn = self.connection().await.ok()?;
+        let info: String = ::redis::cmd("INFO").query_async(&mut conn).await.ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
     }
 
     fn password(&self) -> Option<String> {
@@ -163,8 +217,20 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            // Port 0 turns the plain listener off: a client must speak TLS.
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &port])
+                .args(["--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key),
+        };
+        let child = command
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -221,7 +287,7 @@ fn path_str(path: &Path) -> String {
 
 /// A Redis Cluster of `masters` nodes without replicas, every slot assigned, on free ports.
 /// Each node keeps its `nodes.conf` in its own directory, so a restarted node rejoins as
-/// itself.
+/// itself. The nodes that are up keep serving their slots while another is down.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
@@ -230,14 +296,24 @@ impl RedisCluster {
     pub async fn start(masters: usize) -> RedisCluster {
         let mut nodes = Vec::new();
         for _ in 0..masters {
+            // The bus port defaults to the node's port + 10000, which may be taken, or above
+            // 65535 for a free port above 55535: it gets a free port of its own.
+            let bus_port = super::free_port().to_string();
             nodes.push(
                 RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
+                    "--cluster-port",
+                    &bus_port,
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "2000",
+                    // Otherwise, once the others have marked a dead node as failed (a node
+                    // timeout later), they refuse every key too: a partial outage would turn
+                    // into a whole one at a moment no test controls.
+                    "--cluster-require-full-coverage",
+                    "no",
                 ])
                 .await,
             );
@@ -359,14 +435,7 @@ impl RedisSentinel {
 
     /// The port of the master as this sentinel currently sees it.
     pub async fn master_port(&self, name: &str) -> Option<u16> {
-        let client = ::redis::Client::open(self.url()).ok()?;
-        let config = ::redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
-        let mut c = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .ok()?;
+        let mut c = self.connection().await?;
         let addr: Vec<String> = ::redis::cmd("SENTINEL")
             .arg("GET-MASTER-ADDR-BY-NAME")
             .arg(name)
@@ -374,6 +443,38 @@ impl RedisSentinel {
             .await
             .ok()?;
         addr.get(1)?.parse().ok()
+    }
+
+    /// Whether this sentinel could promote the replica on `port` of master `name` now: it
+    /// knows the replica (learnt from the master's INFO, which it asks only every 10 s), is
+    /// connected to it, and sees its replication link up.
+    pub async fn can_promote(&self, name: &str, port: u16) -> bool {
+        let Some(mut c) = self.connection().await else {
+            return false;
+        };
+        let replicas: Vec<HashMap<String, String>> = ::redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(name)
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        let field = |r: &HashMap<String, String>, f: &str| r.get(f).cloned().unwrap_or_default();
+        replicas.iter().any(|r| {
+            field(r, "port") == port.to_string()
+                && field(r, "flags") == "slave"
+                && field(r, "master-link-status") == "ok"
+        })
+    }
+
+    async fn connection(&self) -> Option<::redis::aio::MultiplexedConnection> {
+        let client = ::redis::Client::open(self.url()).ok()?;
+        let config = ::redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .ok()
     }
 }
 

@@ -1,9 +1,9 @@
 //! Decides, from the request line and Host alone, what happens to a request: which route and
 //! target it goes to, or which answer the proxy gives instead.
 
+use crate::canonical::Canonical;
 use crate::config::{HashKey, Selection};
 use crate::pages::Failure;
-use crate::path;
 use crate::router::{RouteIndex, RouteMatch};
 use crate::runtime::Runtime;
 use crate::upstreams::{Desktop, Pool};
@@ -26,7 +26,7 @@ pub struct Forward {
 
 pub enum Decision {
     Forward(Forward),
-    /// One of the proxy's own `/oauth2/*` endpoints; holds the normalized path.
+    /// One of the proxy's own `/oauth2/*` endpoints; holds the canonical path.
     OwnEndpoint(String),
     /// Answer with a redirect to this same-origin location.
     Redirect {
@@ -37,29 +37,33 @@ pub enum Decision {
 }
 
 /// `own_endpoints`: whether `/oauth2/*` is answered by the proxy (OpenID Connect is on).
-pub fn decide(runtime: &Runtime, req: &RequestHeader, own_endpoints: bool) -> Decision {
-    if req.method == http::Method::CONNECT {
-        return Decision::Fail(Failure::BadRequest("CONNECT is not supported."));
-    }
+/// `req` is the canonical request (`canonical::canonicalize` ran in the earliest phase).
+pub fn decide(
+    runtime: &Runtime,
+    req: &RequestHeader,
+    canonical: &Canonical,
+    own_endpoints: bool,
+) -> Decision {
     if let Some(failure) = host_problem(req) {
         return Decision::Fail(failure);
     }
-    let raw_path = req.uri.path();
-    let normalized = match path::normalize(raw_path) {
-        Ok(p) => p,
-        Err(e) => return Decision::Fail(Failure::BadRequest(path_error_message(e))),
-    };
-    if own_endpoints && normalized.starts_with(crate::oidc::endpoints::PREFIX) {
-        return Decision::OwnEndpoint(normalized.into_owned());
+    let path = req.uri.path();
+    // A path with encoded separators is decided on what a decoding upstream would read.
+    let decided_on = canonical.separators_decoded.as_deref().unwrap_or(path);
+    if own_endpoints && is_own_endpoint(decided_on) {
+        if canonical.separators_decoded.is_some() {
+            return Decision::Fail(Failure::BadRequest(ENCODED_SEPARATOR));
+        }
+        return Decision::OwnEndpoint(path.to_string());
     }
     let query = req.uri.query();
     let host = request_host(req);
-    match runtime.router.match_route(host, &normalized) {
+    match runtime.router.match_route(host, decided_on) {
         RouteMatch::NoRoute => Decision::Fail(Failure::NoRoute),
         RouteMatch::AddSlash => {
-            // The normalized path never starts with `//`, so this cannot become a
+            // The canonical path never starts with `//`, so this cannot become a
             // protocol-relative (off-site) location.
-            let mut location = format!("{normalized}/");
+            let mut location = format!("{path}/");
             if let Some(q) = query {
                 location.push('?');
                 location.push_str(q);
@@ -78,6 +82,21 @@ pub fn decide(runtime: &Runtime, req: &RequestHeader, own_endpoints: bool) -> De
             rest,
         } => {
             let spec = runtime.router.route(route);
+            let rest = match &canonical.separators_decoded {
+                None => rest,
+                Some(_) if !spec.encoded_slashes => {
+                    return Decision::Fail(Failure::BadRequest(ENCODED_SEPARATOR))
+                }
+                // The route's prefix has no encoded separator, so the kept path starts with
+                // it just as the decoded one does, or the two disagree and nothing is served.
+                Some(_) => {
+                    let consumed = decided_on.len() - rest.len();
+                    match (path.get(..consumed), path.get(consumed..)) {
+                        (Some(head), Some(kept)) if head == &decided_on[..consumed] => kept,
+                        _ => return Decision::Fail(Failure::BadRequest(ENCODED_SEPARATOR)),
+                    }
+                }
+            };
             let target = match desktop {
                 Some(id) => match runtime.desktops.get(id) {
                     Some(d) => Target::Desktop(d.clone()),
@@ -88,10 +107,9 @@ pub fn decide(runtime: &Runtime, req: &RequestHeader, own_endpoints: bool) -> De
                     None => return Decision::Fail(Failure::Internal),
                 },
             };
-            let forwarded_path = if spec.strip_prefix { rest } else { &normalized };
-            let upstream_uri = (forwarded_path != raw_path).then(|| match query {
-                Some(q) => format!("{forwarded_path}?{q}"),
-                None => forwarded_path.to_string(),
+            let upstream_uri = spec.strip_prefix.then(|| match query {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.to_string(),
             });
             Decision::Forward(Forward {
                 route,
@@ -100,6 +118,15 @@ pub fn decide(runtime: &Runtime, req: &RequestHeader, own_endpoints: bool) -> De
             })
         }
     }
+}
+
+const ENCODED_SEPARATOR: &str = "The path holds an encoded slash or backslash.";
+
+/// `/oauth2/…` in any case: a case-insensitive upstream would serve `/OAuth2/session` as ours.
+fn is_own_endpoint(path: &str) -> bool {
+    let prefix = crate::oidc::endpoints::PREFIX;
+    path.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
 /// The Host header, or the authority of an HTTP/2 or absolute-form request.
@@ -126,8 +153,9 @@ fn absolute_form_authority(target: &[u8]) -> Option<&str> {
     }
 }
 
-/// A request with several `Host` fields, or one that is not a plain host name, gets 400
+/// A request with several `Host` fields, or one whose host has no canonical form, gets 400
 /// (RFC 9112 §3.2): two parties reading different hosts is how host-based rules are bypassed.
+/// The same for h2's `:authority`.
 fn host_problem(req: &RequestHeader) -> Option<Failure> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     let first = hosts.next();
@@ -136,22 +164,12 @@ fn host_problem(req: &RequestHeader) -> Option<Failure> {
             "The request has more than one Host header.",
         ));
     }
-    let valid = first.is_none_or(|h| {
-        h.to_str().is_ok_and(|h| {
-            h.is_empty()
-                || h.parse::<http::uri::Authority>()
-                    .is_ok_and(|a| a.as_str() == h && !h.contains('@'))
-        })
-    });
+    let valid = first.is_none_or(|h| h.is_empty() || h.to_str().is_ok_and(crate::host::is_valid))
+        && req
+            .uri
+            .authority()
+            .is_none_or(|a| crate::host::is_valid(a.as_str()));
     (!valid).then_some(Failure::BadRequest("The Host header is not a valid host."))
-}
-
-fn path_error_message(e: path::PathError) -> &'static str {
-    match e {
-        path::PathError::NotAbsolute => "The request target must be a path starting with `/`.",
-        path::PathError::BadEscape => "The path holds a malformed percent-escape.",
-        path::PathError::ControlCharacter => "The path holds a control character.",
-    }
 }
 
 /// The bytes a consistent-hash pool hashes for this request.

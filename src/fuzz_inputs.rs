@@ -81,5 +81,34 @@ pub const URL_PIECES: &[&str] = &[
     "é",
     "\u{2215}",
     "\u{ff0f}",
+    "\u{ff0e}",
+    "%ef%bc%8f",
+    "%3b",
+    "%u002e",
+    "%2e%2e;",
+    "%20",
+    "ADMIN",
     "~",
 ];
+
+/// Decodes every well-formed escape once, as an upstream server does; bytes that are not UTF-8
+/// come out as U+FFFD.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

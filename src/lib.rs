@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod background;
+pub mod canonical;
 pub mod config;
 pub mod dispatch;
 pub mod downstream;
@@ -15,6 +16,7 @@ pub mod gate;
 pub mod head_deadline;
 pub mod header_names;
 pub mod health;
+pub mod host;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

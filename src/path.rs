@@ -1,11 +1,17 @@
-//! Request-path normalization, done once before routing so that the path we route on is the
-//! path the upstream receives.
+//! The canonical request path: the one form that routing, policy, plugins, the access log and
+//! the upstream all read, so that no server behind the proxy can resolve the path it receives
+//! to a place under another route than the one that admitted it.
 //!
-//! Without it, `/public/../desktop/d-42/` or `/%2e%2e/desktop/d-42/` would be routed by the
-//! first segment but resolved by the upstream to another route's path, skipping that route's
-//! policy. We follow RFC 3986 §6.2.2: decode percent-encoded unreserved characters, upper-case
-//! the remaining escapes, remove dot segments (§5.2.4) and, like nginx, merge repeated slashes.
-//! Encoded `/` (`%2F`) and `\` (`%5C`) stay encoded: they are data, not separators.
+//! Servers disagree on what a path means: nginx, IIS and werkzeug decode `%2F` and `%5C` before
+//! resolving `..`; IIS treats `\` as `/`, ignores case, and strips trailing dots and spaces from
+//! segments; Tomcat reads `;` as the start of a path parameter (`/admin;x/` is `/admin/`);
+//! lenient UTF-8 decoders read overlong `%C0%AE` as `.`; a server that decodes twice turns
+//! `%252e` into `.`. So, like Envoy's `REJECT_REQUEST` stance and Spring's strict firewall, every
+//! form that some server reads differently from the next is refused; what remains is made
+//! canonical (RFC 3986 §6.2.2): escapes of unreserved characters decoded, the others upper-cased,
+//! non-ASCII escaped, dot segments removed (§5.2.4) and repeated slashes merged, as nginx does.
+//! Routing compares prefixes without regard to ASCII case (see `router`), which covers the
+//! servers that ignore it.
 
 use std::borrow::Cow;
 
@@ -15,46 +21,78 @@ pub enum PathError {
     NotAbsolute,
     #[error("the path holds a malformed percent-escape")]
     BadEscape,
-    #[error("the path holds a NUL or control character")]
+    #[error("the path holds a NUL, a control character or a space")]
     ControlCharacter,
+    #[error("the path holds an encoded `/` or `\\`")]
+    EncodedSeparator,
+    #[error("the path holds a `\\`")]
+    Backslash,
+    #[error("the path holds a `;` (a path parameter)")]
+    PathParameter,
+    #[error("the path holds a percent-escape of a percent-escape")]
+    DoubleEncoding,
+    #[error("the path is not valid UTF-8 once decoded")]
+    InvalidUtf8,
+    #[error("a path segment ends with a dot or a space")]
+    AmbiguousSegment,
+    #[error("the path holds a character that is not allowed in a URL path")]
+    ForbiddenCharacter,
 }
 
-/// Returns the normalized path. Borrowed (no allocation) when the path is already normal,
-/// which is the common case.
-pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
-    let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') {
+/// What encoded separators (`%2F`, `%5C`) mean for a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Separators {
+    /// Refused (the default).
+    Reject,
+    /// Kept encoded, as data, for routes that opt in. Refused still when, read as `/`, they
+    /// would form an empty, `.` or `..` segment: the path must mean the same either way.
+    Keep,
+}
+
+/// The canonical form of an origin-form path (no query). Borrowed, without allocation, when the
+/// path is already canonical, which is the common case.
+pub fn canonicalize(path: &[u8], separators: Separators) -> Result<Cow<'_, str>, PathError> {
+    if path.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
-    let mut needs_work = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex_value);
-                let lo = bytes.get(i + 2).copied().and_then(hex_value);
-                let (Some(hi), Some(lo)) = (hi, lo) else {
-                    return Err(PathError::BadEscape);
-                };
-                let decoded = hi << 4 | lo;
-                if decoded == 0 || decoded.is_ascii_control() {
-                    return Err(PathError::ControlCharacter);
-                }
-                needs_work = true;
-                i += 3;
-                continue;
-            }
-            b'/' if matches!(bytes.get(i + 1), Some(b'/') | Some(b'.')) => needs_work = true,
-            c if c.is_ascii_control() => return Err(PathError::ControlCharacter),
-            c if !c.is_ascii() => needs_work = true,
-            _ => {}
+    let text = std::str::from_utf8(path).map_err(|_| PathError::InvalidUtf8)?;
+    if is_plain(path) {
+        return Ok(Cow::Borrowed(text));
+    }
+    let encoded = decode_unreserved(path, separators)?;
+    let canonical = remove_dot_segments(&encoded);
+    for segment in canonical.split('/') {
+        if segment.ends_with('.') || segment.ends_with("%20") {
+            return Err(PathError::AmbiguousSegment);
         }
-        i += 1;
+        if separators == Separators::Keep && !pieces_unambiguous(segment) {
+            return Err(PathError::EncodedSeparator);
+        }
     }
-    if !needs_work {
-        return Ok(Cow::Borrowed(path));
-    }
-    Ok(Cow::Owned(remove_dot_segments(&decode_unreserved(bytes))))
+    Ok(if canonical == text {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(canonical)
+    })
+}
+
+/// The path a server that decodes `%2F` and `%5C` as `/` would see: what policy is decided on
+/// for routes that keep encoded separators. `path` is canonical (from [`canonicalize`]).
+pub fn separators_decoded(path: &str) -> String {
+    path.replace("%2F", "/").replace("%5C", "/")
+}
+
+/// Plain printable ASCII that needs no work: no escapes, no dot segments, no repeated slashes,
+/// no segment ending in a dot, nothing refused.
+fn is_plain(path: &[u8]) -> bool {
+    path.iter().all(|&c| allowed_raw(c) && c != b'%')
+        && !path.windows(2).any(|w| matches!(w, b"//" | b"/." | b"./"))
+        && path.last() != Some(&b'.')
+}
+
+/// Raw path bytes kept as they are: RFC 3986 `pchar` and `/`, less `;`.
+fn allowed_raw(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/%".contains(&c)
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -70,36 +108,89 @@ fn is_unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
 }
 
-/// Decodes escapes of unreserved characters, upper-cases the others, and escapes raw
-/// non-ASCII bytes so the result is plain ASCII. Escapes were checked by the caller.
-fn decode_unreserved(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(bytes.len());
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_escaped(out: &mut String, c: u8) {
+    out.push('%');
+    out.push(HEX[(c >> 4) as usize] as char);
+    out.push(HEX[(c & 15) as usize] as char);
+}
+
+/// Decodes escapes of unreserved characters, upper-cases the others and escapes what may not
+/// appear raw, refusing every ambiguous form. The fully decoded bytes are checked as well: they
+/// must be UTF-8 (no overlong or surrogate forms) and hold no escape of their own.
+fn decode_unreserved(bytes: &[u8], separators: Separators) -> Result<String, PathError> {
+    let mut out = String::with_capacity(bytes.len() + 8);
+    let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
         if c == b'%' {
-            let v =
-                hex_value(bytes[i + 1]).unwrap_or(0) << 4 | hex_value(bytes[i + 2]).unwrap_or(0);
-            if is_unreserved(v) {
-                out.push(v as char);
-            } else {
-                out.push('%');
-                out.push(HEX[(v >> 4) as usize] as char);
-                out.push(HEX[(v & 15) as usize] as char);
+            let hi = bytes.get(i + 1).copied().and_then(hex_value);
+            let lo = bytes.get(i + 2).copied().and_then(hex_value);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(PathError::BadEscape);
+            };
+            let v = hi << 4 | lo;
+            match v {
+                0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                b'/' | b'\\' if separators == Separators::Reject => {
+                    return Err(PathError::EncodedSeparator)
+                }
+                b';' => return Err(PathError::PathParameter),
+                _ if is_unreserved(v) => out.push(v as char),
+                _ => push_escaped(&mut out, v),
             }
+            decoded.push(v);
             i += 3;
-        } else if !c.is_ascii() {
-            out.push('%');
-            out.push(HEX[(c >> 4) as usize] as char);
-            out.push(HEX[(c & 15) as usize] as char);
-            i += 1;
-        } else {
-            out.push(c as char);
-            i += 1;
+            continue;
         }
+        match c {
+            b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::PathParameter),
+            b'#' => return Err(PathError::ForbiddenCharacter),
+            0..=0x20 | 0x7f => return Err(PathError::ControlCharacter),
+            // Printable characters RFC 3986 does not allow raw (`"<>^`{|}[]`) and UTF-8 bytes
+            // go upstream escaped, so that every upstream parses the same URL.
+            _ if !allowed_raw(c) => push_escaped(&mut out, c),
+            _ => out.push(c as char),
+        }
+        decoded.push(c);
+        i += 1;
     }
-    out
+    let text = std::str::from_utf8(&decoded).map_err(|_| PathError::InvalidUtf8)?;
+    if !text.is_ascii() && text.chars().any(is_separator_lookalike) {
+        return Err(PathError::ForbiddenCharacter);
+    }
+    let double = decoded
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex_value(w[1]).is_some() && hex_value(w[2]).is_some());
+    if double {
+        return Err(PathError::DoubleEncoding);
+    }
+    Ok(out)
+}
+
+/// Characters that Windows' best-fit conversion or Unicode compatibility normalisation (NFKC)
+/// turn into `.`, `/` or a backslash on some servers, making `／..／` a traversal there.
+fn is_separator_lookalike(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2024}'
+            | '\u{2044}'
+            | '\u{2215}'
+            | '\u{2216}'
+            | '\u{29F5}'
+            | '\u{29F8}'
+            | '\u{29F9}'
+            | '\u{3002}'
+            | '\u{FE52}'
+            | '\u{FE68}'
+            | '\u{FF0E}'
+            | '\u{FF0F}'
+            | '\u{FF3C}'
+            | '\u{FF61}'
+    )
 }
 
 /// RFC 3986 §5.2.4 on an absolute path, plus merging of empty segments.
@@ -109,8 +200,7 @@ fn remove_dot_segments(path: &str) -> String {
     for seg in path.split('/').skip(1) {
         trailing_slash = false;
         match seg {
-            "" => trailing_slash = true,
-            "." => trailing_slash = true,
+            "" | "." => trailing_slash = true,
             ".." => {
                 segments.pop();
                 trailing_slash = true;
@@ -129,98 +219,16 @@ fn remove_dot_segments(path: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn norm(p: &str) -> String {
-        normalize(p).unwrap().into_owned()
+/// A segment whose encoded separators, read as `/`, leave no empty, `.` or `..` piece and no
+/// piece ending in a dot.
+fn pieces_unambiguous(segment: &str) -> bool {
+    if !segment.contains("%2F") && !segment.contains("%5C") {
+        return true;
     }
-
-    #[test]
-    fn normal_paths_are_borrowed() {
-        for p in [
-            "/",
-            "/console/",
-            "/api/v1/items?x=1",
-            "/a.b/c-d_e~f",
-            "/desktop/d-42/x",
-        ] {
-            assert!(matches!(normalize(p), Ok(Cow::Borrowed(_))), "{p}");
-        }
-    }
-
-    #[test]
-    fn dot_segments_and_slashes() {
-        let table = [
-            ("/a/../b", "/b"),
-            ("/a/./b", "/a/b"),
-            ("/../../etc/passwd", "/etc/passwd"),
-            ("/public/../desktop/d-42/", "/desktop/d-42/"),
-            ("//desktop//d-42/", "/desktop/d-42/"),
-            ("/a/b/..", "/a/"),
-            ("/a/b/.", "/a/b/"),
-            ("/a/.hidden", "/a/.hidden"),
-            ("/a/..b", "/a/..b"),
-        ];
-        for (input, want) in table {
-            assert_eq!(norm(input), want, "{input}");
-        }
-    }
-
-    #[test]
-    fn escapes() {
-        let table = [
-            ("/%2e%2e/desktop/d-42/", "/desktop/d-42/"),
-            ("/%2E%2e/x", "/x"),
-            ("/a/%2e/b", "/a/b"),
-            ("/%7Euser", "/~user"),
-            ("/a%2fb", "/a%2Fb"),
-            ("/a%5c..%5cb", "/a%5C..%5Cb"),
-            ("/%41%42", "/AB"),
-            ("/caf\u{e9}", "/caf%C3%A9"),
-        ];
-        for (input, want) in table {
-            assert_eq!(norm(input), want, "{input}");
-        }
-    }
-
-    #[test]
-    fn rejects_malformed() {
-        assert_eq!(normalize("console"), Err(PathError::NotAbsolute));
-        assert_eq!(normalize(""), Err(PathError::NotAbsolute));
-        assert_eq!(normalize("*"), Err(PathError::NotAbsolute));
-        assert_eq!(normalize("/a%zz"), Err(PathError::BadEscape));
-        assert_eq!(normalize("/a%2"), Err(PathError::BadEscape));
-        assert_eq!(normalize("/a%"), Err(PathError::BadEscape));
-        assert_eq!(normalize("/a%00b"), Err(PathError::ControlCharacter));
-        assert_eq!(normalize("/a%0ab"), Err(PathError::ControlCharacter));
-        assert_eq!(normalize("/a\u{1}b"), Err(PathError::ControlCharacter));
-    }
-
-    #[test]
-    fn hostile_paths_normalize_to_a_fixed_point_without_dot_segments() {
-        let mut rng = crate::fuzz_inputs::Rng::new(0x5eed_0001);
-        let mut accepted = 0;
-        for _ in 0..50_000 {
-            let input = format!("/{}", rng.string(crate::fuzz_inputs::URL_PIECES, 12));
-            let Ok(out) = normalize(&input) else { continue };
-            accepted += 1;
-            assert!(out.starts_with('/'), "{input:?} -> {out:?}");
-            assert!(!out.contains("//"), "{input:?} -> {out:?}");
-            assert!(
-                !out.bytes().any(|b| b.is_ascii_control()),
-                "{input:?} -> {out:?}"
-            );
-            for segment in out.split('/') {
-                assert!(segment != "." && segment != "..", "{input:?} -> {out:?}");
-            }
-            assert_eq!(
-                normalize(&out).map(|o| o.into_owned()),
-                Ok(out.clone().into_owned()),
-                "not a fixed point: {input:?}"
-            );
-        }
-        assert!(accepted > 5_000, "only {accepted} inputs were valid paths");
-    }
+    separators_decoded(segment)
+        .split('/')
+        .all(|piece| !piece.is_empty() && !piece.ends_with('.') && !piece.ends_with("%20"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! The `ProxyHttp` implementation: one method per request phase, each a few lines that call
 //! the module owning the concern. No policy lives here.
 
+use crate::canonical::{self, Canonical};
 use crate::dispatch::{self, Decision, Target};
 use crate::forwarding::{self, Origin};
 use crate::gate::{self, Verdict};
@@ -58,6 +59,8 @@ pub struct Ctx {
     body_bytes: u64,
     /// `Strict-Transport-Security` for this request (TLS listeners only).
     hsts: Option<String>,
+    /// What the canonical request carries besides the rewritten header.
+    canonical: Canonical,
     /// When the backend was chosen, for the upstream latency histogram.
     upstream_started: Option<Instant>,
     _in_flight: InFlight,
@@ -117,6 +120,7 @@ impl ProxyHttp for Portcullis {
             tunnel: None,
             upstream_started: None,
             hsts: None,
+            canonical: Canonical::default(),
             body_bytes: 0,
             _in_flight: InFlight::start(),
         }
@@ -133,6 +137,13 @@ impl ProxyHttp for Portcullis {
         let runtime = self.runtime.load_full();
         identity::strip_client_identity(session.req_header_mut(), &runtime.identity_headers);
         ctx.failure = header_limit(session.req_header(), &runtime);
+        if ctx.failure.is_none() {
+            // Everything after this reads the canonical request, never the bytes as sent.
+            match canonical::canonicalize(session.req_header_mut()) {
+                Ok(canonical) => ctx.canonical = canonical,
+                Err(e) => ctx.failure = Some(Failure::BadRequest(e.message())),
+            }
+        }
         if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
             let port = session
                 .server_addr()
@@ -180,7 +191,12 @@ impl ProxyHttp for Portcullis {
                 return Ok(true);
             }
         }
-        let decision = dispatch::decide(&runtime, session.req_header(), self.oidc.is_some());
+        let decision = dispatch::decide(
+            &runtime,
+            session.req_header(),
+            &ctx.canonical,
+            self.oidc.is_some(),
+        );
         match decision {
             Decision::OwnEndpoint(path) => {
                 let Some(oidc) = &self.oidc else {
@@ -672,23 +688,11 @@ fn header_limit(req: &RequestHeader, runtime: &Runtime) -> Option<Failure> {
     Some(Failure::HeadersTooLarge)
 }
 
-/// `https://host[:port]/path?query` for the same request. The host must be a plain DNS name
-/// or IP literal: anything else could turn the redirect into an open one.
+/// `https://host[:port]/path?query` for the same request. The host must have a canonical form
+/// (a DNS name or IP literal): anything else could turn the redirect into an open one.
 fn https_location(req: &RequestHeader, port: u16) -> Option<String> {
-    let host = dispatch::request_host(req)?;
-    let name = if host.starts_with('[') {
-        &host[..host.find(']')? + 1]
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"-.[]:".contains(&c));
-    if !valid {
-        return None;
-    }
+    let mut buf = [0u8; crate::host::MAX_LEN];
+    let name = crate::host::canonical(dispatch::request_host(req)?, &mut buf)?;
     let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let path = if path.starts_with('/') { path } else { "/" };
     Some(if port == 443 {

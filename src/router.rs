@@ -72,8 +72,8 @@ impl Router {
     /// `host` is the Host header (any case, with or without port); `path` is normalized.
     /// Host-specific routes are tried first, then wildcard hosts, then host-less routes.
     pub fn match_route<'p>(&self, host: Option<&str>, path: &'p str) -> RouteMatch<'p> {
-        let mut buf = [0u8; 253];
-        let host = host.and_then(|h| canonical_host(h, &mut buf));
+        let mut buf = [0u8; crate::host::MAX_LEN];
+        let host = host.and_then(|h| crate::host::canonical(h, &mut buf));
         if let Some(host) = host {
             if let Some(list) = self.exact_hosts.get(host) {
                 if let found @ (RouteMatch::Route { .. } | RouteMatch::AddSlash) =
@@ -138,7 +138,7 @@ enum PrefixMatch<'p> {
 /// A prefix ending in `/` matches everything below it; one without matches itself and what is
 /// below it on a segment boundary (`/api` matches `/api` and `/api/x`, never `/apix`).
 fn match_prefix<'p>(prefix: &str, path: &'p str) -> Option<PrefixMatch<'p>> {
-    if let Some(rest) = path.strip_prefix(prefix) {
+    if let Some(rest) = strip_prefix_ignoring_case(path, prefix) {
         if prefix.ends_with('/') {
             return Some(PrefixMatch::Full {
                 desktop: None,
@@ -153,7 +153,10 @@ fn match_prefix<'p>(prefix: &str, path: &'p str) -> Option<PrefixMatch<'p>> {
         }
         return None;
     }
-    if prefix.len() > 1 && prefix.ends_with('/') && path == &prefix[..prefix.len() - 1] {
+    if prefix.len() > 1
+        && prefix.ends_with('/')
+        && path.eq_ignore_ascii_case(&prefix[..prefix.len() - 1])
+    {
         return Some(PrefixMatch::MissingSlash);
     }
     None
@@ -161,7 +164,7 @@ fn match_prefix<'p>(prefix: &str, path: &'p str) -> Option<PrefixMatch<'p>> {
 
 /// `literal` is the part of `/desktop/{id}/` before `{id}`, ending in `/`.
 fn match_desktop<'p>(literal: &str, path: &'p str) -> Option<PrefixMatch<'p>> {
-    let after = path.strip_prefix(literal)?;
+    let after = strip_prefix_ignoring_case(path, literal)?;
     match after.find('/') {
         Some(0) => None,
         Some(end) => Some(PrefixMatch::Full {
@@ -173,25 +176,12 @@ fn match_desktop<'p>(literal: &str, path: &'p str) -> Option<PrefixMatch<'p>> {
     }
 }
 
-/// Lowercases the host into `buf` and drops the port and a trailing dot.
-/// `None` for a host that is not a plausible DNS name or IP literal.
-fn canonical_host<'b>(host: &str, buf: &'b mut [u8; 253]) -> Option<&'b str> {
-    let name = if host.starts_with('[') {
-        &host[..host.find(']').map_or(host.len(), |i| i + 1)]
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.is_empty() || name.len() > buf.len() {
-        return None;
-    }
-    for (dst, src) in buf.iter_mut().zip(name.bytes()) {
-        if !(src.is_ascii_alphanumeric() || b"-.[]:".contains(&src)) {
-            return None;
-        }
-        *dst = src.to_ascii_lowercase();
-    }
-    std::str::from_utf8(&buf[..name.len()]).ok()
+/// Prefixes match without regard to ASCII case: IIS and other case-insensitive servers serve
+/// `/ADMIN/x` as `/admin/x`, so `/ADMIN/x` must be decided by the `/admin/` route's policy.
+fn strip_prefix_ignoring_case<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    let head = path.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &path[prefix.len()..])
 }
 
 #[cfg(test)]
@@ -206,6 +196,7 @@ mod tests {
             prefix: prefix.to_string(),
             target,
             strip_prefix: false,
+            encoded_slashes: false,
             websocket: false,
             websocket_origins: Vec::new(),
             timeouts: Timeouts::default(),

@@ -73,6 +73,8 @@ pub struct RouteSpec {
     pub prefix: String,
     pub target: RouteTarget,
     pub strip_prefix: bool,
+    /// Paths with `%2F`/`%5C` are served (kept encoded) instead of refused.
+    pub encoded_slashes: bool,
     pub websocket: bool,
     /// Lowercase `scheme://host[:port]`, besides the request's own origin.
     pub websocket_origins: Vec<String>,

@@ -242,6 +242,10 @@ pub struct RouteSection {
     pub desktops: bool,
     #[serde(default)]
     pub strip_prefix: bool,
+    /// Serve paths with encoded `/` or `\` (`%2F`, `%5C`), refused with 400 elsewhere; the
+    /// route and its policy are still chosen on the path with them decoded.
+    #[serde(default)]
+    pub encoded_slashes: bool,
     #[serde(default)]
     pub websocket: bool,
     /// Origins besides the request's own whose pages may open WebSockets on this route

@@ -344,6 +344,7 @@ impl<'a> Validator<'a> {
                 prefix,
                 target,
                 strip_prefix: r.strip_prefix,
+                encoded_slashes: r.encoded_slashes,
                 websocket: r.websocket,
                 websocket_origins: r
                     .websocket_origins

@@ -76,7 +76,9 @@ pub struct RouteSpec {
     /// Paths with `%2F`/`%5C` are served (kept encoded) instead of refused.
     pub encoded_slashes: bool,
     pub websocket: bool,
-    /// Lowercase `scheme://host[:port]`, besides the request's own origin.
+    /// The route's `origins`: serialized origins (lowercase `scheme://host[:port]`, no default
+    /// port) trusted besides the request's own, for WebSocket handshakes and cookie-authenticated
+    /// unsafe requests alike. (Named for its first use; renaming it touches the router's tests.)
     pub websocket_origins: Vec<String>,
     pub timeouts: Timeouts,
     pub auth: Auth,

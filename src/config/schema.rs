@@ -248,10 +248,11 @@ pub struct RouteSection {
     pub encoded_slashes: bool,
     #[serde(default)]
     pub websocket: bool,
-    /// Origins besides the request's own whose pages may open WebSockets on this route
-    /// (`https://console.example.com`).
-    #[serde(default)]
-    pub websocket_origins: Vec<Text>,
+    /// Origins besides the request's own whose pages may open WebSockets and send
+    /// cookie-authenticated unsafe requests (POST, PUT, DELETE…) on this route
+    /// (`https://console.example.com`). `websocket_origins` is its former name.
+    #[serde(default, alias = "websocket_origins")]
+    pub origins: Vec<Text>,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
     /// `public`, `login` or `api`; default `login` when `oidc` is configured, else `public`.

@@ -1,9 +1,12 @@
 //! The per-route access decision: who the request speaks for, and whether that is enough.
 
+pub mod cross_origin;
+
 use crate::config::{Auth, RouteSpec};
 use crate::oidc::redirect;
 use crate::oidc::{AuthError, Authenticated, Oidc};
 use crate::pages::Failure;
+use cross_origin::Initiator;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::common::is_upgrade_req;
 
@@ -25,9 +28,11 @@ pub async fn check(
     if route.auth == Auth::Public {
         return Verdict::Pass(None);
     }
-    if route.websocket && is_upgrade_req(req) && !websocket_origin_allowed(req, route) {
+    // A WebSocket handshake is not subject to CORS and carries the user's cookies: a page on
+    // another origin could drive the user's tunnel.
+    if route.websocket && is_upgrade_req(req) && from_another_origin(req, route) {
         tracing::info!(route = %route.name, origin = ?req.headers.get(http::header::ORIGIN), "WebSocket from another origin refused");
-        return Verdict::Deny(Failure::Forbidden);
+        return Verdict::Deny(Failure::CrossOrigin);
     }
     // Validation refuses `login`/`api` routes without `oidc`; fail closed all the same.
     let Some(oidc) = oidc else {
@@ -47,6 +52,17 @@ pub async fn check(
             }
         }
         Ok(None) => Verdict::Deny(Failure::Unauthorized),
+        Ok(Some(auth)) if forged_by_another_origin(req, route, &auth) => {
+            tracing::info!(
+                user = %auth.identity.user,
+                route = %route.name,
+                method = %req.method,
+                origin = ?req.headers.get(http::header::ORIGIN),
+                fetch_site = ?req.headers.get("sec-fetch-site"),
+                "cookie-authenticated request from another origin refused"
+            );
+            Verdict::Deny(Failure::CrossOrigin)
+        }
         Ok(Some(auth)) => {
             let admins = &oidc.provider.settings.admin_groups;
             if crate::identity::is_allowed(&route.allow, &auth.identity, owner, admins) {
@@ -59,45 +75,19 @@ pub async fn check(
     }
 }
 
-/// Whether a WebSocket handshake may open on a protected route. A page on another origin can
-/// open a WebSocket that carries the user's cookies (SameSite does not separate sibling
-/// subdomains), and the handshake is not subject to CORS: the `Origin` browsers always send
-/// must be the request's own or one the route lists. Clients that send no `Origin` are not
-/// browsers and carry no ambient credentials of a victim.
-fn websocket_origin_allowed(req: &RequestHeader, route: &RouteSpec) -> bool {
-    let Some(origin) = req.headers.get(http::header::ORIGIN) else {
-        return true;
-    };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    if route
-        .websocket_origins
-        .iter()
-        .any(|o| o.eq_ignore_ascii_case(origin))
-    {
-        return true;
-    }
-    crate::dispatch::request_host(req).is_some_and(|host| same_authority(origin, host))
+/// Cross-site request forgery: an unsafe request that speaks for the user only because the
+/// browser attached the session cookie, started by a page of another origin. A bearer token is
+/// no ambient credential (a page cannot make the browser add one), so it passes from anywhere.
+fn forged_by_another_origin(req: &RequestHeader, route: &RouteSpec, auth: &Authenticated) -> bool {
+    let by_cookie = auth.session.is_some();
+    by_cookie && cross_origin::is_unsafe(req) && from_another_origin(req, route)
 }
 
-/// `origin` (`scheme://host[:port]`) names the same host and port as a `Host` header. Default
-/// ports count as absent on both sides: behind a TLS-terminating balancer the proxy cannot
-/// tell the scheme the browser used.
-fn same_authority(origin: &str, host: &str) -> bool {
-    let Ok(origin) = origin.parse::<http::Uri>() else {
-        return false;
-    };
-    let (Some(scheme), Some(from)) = (origin.scheme_str(), origin.authority()) else {
-        return false;
-    };
-    let Ok(to) = host.parse::<http::uri::Authority>() else {
-        return false;
-    };
-    let explicit = |port: Option<u16>| port.filter(|p| *p != 80 && *p != 443);
-    matches!(scheme, "http" | "https")
-        && from.host().eq_ignore_ascii_case(to.host())
-        && explicit(from.port_u16()) == explicit(to.port_u16())
+/// The browser says a page of neither the request's own origin nor one of the route's
+/// `origins` started the request. Clients that say nothing are not browsers.
+fn from_another_origin(req: &RequestHeader, route: &RouteSpec) -> bool {
+    let host = crate::dispatch::request_host(req);
+    cross_origin::initiator(req, host, &route.websocket_origins) == Initiator::CrossOrigin
 }
 
 /// A top-level browser navigation, which can follow a redirect to the login page. Fetches,
@@ -110,32 +100,6 @@ fn is_navigation(req: &RequestHeader) -> bool {
         Some(mode) => mode.as_bytes().eq_ignore_ascii_case(b"navigate"),
         None => {
             crate::pages::wants_html(req.headers.get(http::header::ACCEPT).map(|v| v.as_bytes()))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn websocket_origins() {
-        for (origin, host, same) in [
-            ("https://app.example.com", "app.example.com", true),
-            ("https://APP.example.com", "app.example.com", true),
-            ("https://app.example.com:443", "app.example.com", true),
-            ("http://127.0.0.1:8080", "127.0.0.1:8080", true),
-            ("http://[::1]:8080", "[::1]:8080", true),
-            ("https://evil.example.com", "app.example.com", false),
-            ("https://app.example.com.evil.net", "app.example.com", false),
-            ("https://app.example.com:8443", "app.example.com", false),
-            ("http://127.0.0.1:8081", "127.0.0.1:8080", false),
-            ("null", "app.example.com", false),
-            ("file://", "app.example.com", false),
-            ("ftp://app.example.com", "app.example.com", false),
-            ("https://user@app.example.com", "evil.example.com", false),
-        ] {
-            assert_eq!(same_authority(origin, host), same, "{origin} for {host}");
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum Failure {
     Unauthorized,
     /// Logged in, but not allowed here.
     Forbidden,
+    /// A cookie-authenticated state change (or WebSocket) started by a page of another origin.
+    CrossOrigin,
     /// The login could not be completed (bad callback, refused code, invalid token).
     LoginFailed(&'static str),
     /// The identity provider or the session store cannot be reached.
@@ -40,7 +42,7 @@ impl Failure {
             Failure::UpstreamTimeout => 504,
             Failure::Internal => 500,
             Failure::Unauthorized => 401,
-            Failure::Forbidden => 403,
+            Failure::Forbidden | Failure::CrossOrigin => 403,
             Failure::LoginFailed(_) => 400,
             Failure::AuthUnavailable => 503,
             Failure::MethodNotAllowed => 405,
@@ -61,6 +63,7 @@ impl Failure {
             Failure::Internal => "internal_error",
             Failure::Unauthorized => "unauthorized",
             Failure::Forbidden => "forbidden",
+            Failure::CrossOrigin => "cross_origin",
             Failure::LoginFailed(_) => "login_failed",
             Failure::AuthUnavailable => "auth_unavailable",
             Failure::MethodNotAllowed => "method_not_allowed",
@@ -82,6 +85,9 @@ impl Failure {
             Failure::Internal => "Something went wrong on our side.",
             Failure::Unauthorized => "You need to log in to see this.",
             Failure::Forbidden => "You are logged in, but you are not allowed to see this.",
+            Failure::CrossOrigin => {
+                "This request was started by a page of another site, so it was refused."
+            }
             Failure::LoginFailed(why) => why,
             Failure::AuthUnavailable => {
                 "Login is temporarily unavailable. Please try again shortly."

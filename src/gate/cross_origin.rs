@@ -149,16 +149,19 @@ pub fn is_unsafe(req: &RequestHeader) -> bool {
     })
 }
 
-/// `origin` (`scheme://host[:port]`) names the same host and port as a `Host` header. Default
-/// ports count as absent on both sides: behind a TLS-terminating balancer the proxy cannot
-/// tell the scheme the browser used.
+/// `origin` (`scheme://host[:port]`, nothing more: browsers send no path, not even `/`) names
+/// the same host and port as a `Host` header. Default ports count as absent on both sides:
+/// behind a TLS-terminating balancer the proxy cannot tell the scheme the browser used.
 pub fn same_authority(origin: &str, host: &str) -> bool {
-    let Ok(origin) = origin.parse::<http::Uri>() else {
+    let Ok(parsed) = origin.parse::<http::Uri>() else {
         return false;
     };
-    let (Some(scheme), Some(from)) = (origin.scheme_str(), origin.authority()) else {
+    let (Some(scheme), Some(from)) = (parsed.scheme_str(), parsed.authority()) else {
         return false;
     };
+    if origin.len() != scheme.len() + "://".len() + from.as_str().len() {
+        return false;
+    }
     let Ok(to) = host.parse::<http::uri::Authority>() else {
         return false;
     };
@@ -207,6 +210,9 @@ mod tests {
             ("https://user@app.example.com", "app.example.com", false),
             ("", "app.example.com", false),
             ("https://app.example.com", "", false),
+            ("https://app.example.com/", "app.example.com", false),
+            ("https://app.example.com/path", "app.example.com", false),
+            ("https://app.example.com?", "app.example.com", false),
         ] {
             assert_eq!(same_authority(origin, host), same, "{origin} for {host}");
         }

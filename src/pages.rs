@@ -120,13 +120,18 @@ pub fn wants_html(accept: Option<&[u8]>) -> bool {
     accept.is_some_and(|a| a.windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")))
 }
 
+/// The look of every page the proxy writes.
+const STYLE: &str = concat!(
+    "body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;color:#222}",
+    "code{color:#666}",
+);
+
 pub fn render(failure: Failure, request_id: &str, html: bool) -> (Bytes, &'static str) {
     if html {
         // Every interpolated value is static or a request id restricted to [A-Za-z0-9-_.:].
         let body = format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status} {title}</title>\
-             <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;color:#222}}\
-             code{{color:#666}}</style></head>\n<body><h1>{title}</h1><p>{message}</p>\
+             <style>{STYLE}</style></head>\n<body><h1>{title}</h1><p>{message}</p>\
              <p><code>request id: {id}</code></p></body></html>\n",
             status = failure.status(),
             title = failure.title(),
@@ -143,6 +148,82 @@ pub fn render(failure: Failure, request_id: &str, html: bool) -> (Bytes, &'stati
         });
         (Bytes::from(format!("{body}\n")), "application/json")
     }
+}
+
+/// The page a logout link from elsewhere lands on (clients written for Wonderwall link to
+/// `/oauth2/logout`): one button that POSTs the logout, so that another site's `<img>`,
+/// iframe or link cannot end the user's session. `action`: the form's same-origin target,
+/// built by the caller from validated parts (escaped all the same). `redirect_origins`:
+/// origins the logout answer redirects to (the provider's end-session endpoint); browsers
+/// check `form-action` on every redirect that follows the submission.
+pub fn logout_confirmation(action: &str, redirect_origins: &[String]) -> Reply {
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"robots\" content=\"noindex\"><title>Log out</title>\
+         <style>{STYLE}</style></head>\n<body><h1>Log out?</h1>\
+         <p>Do you want to end your session?</p>\
+         <form method=\"post\" action=\"{action}\"><button type=\"submit\">Log out</button></form>\
+         <p><a href=\"/\">Stay logged in</a></p></body></html>\n",
+        action = escape_html(action),
+    );
+    Reply::new(200, Bytes::from(body))
+        .header("content-type", "text/html; charset=utf-8")
+        .header(
+            "content-security-policy",
+            confirmation_policy(redirect_origins),
+        )
+        // For browsers without CSP `frame-ancestors`: a framed button invites clickjacking.
+        .header("x-frame-options", "DENY")
+}
+
+/// Nothing runs, loads or frames; the page's own style (by hash) and its one form, whose
+/// submission may go only to us and on to where logout redirects.
+fn confirmation_policy(redirect_origins: &[String]) -> String {
+    let mut form_action = String::from("'self'");
+    // Serialized origins only: anything else could break out of the directive.
+    let is_origin = |o: &&String| {
+        o.contains("://")
+            && o.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":/.-[]".contains(&b))
+    };
+    for origin in redirect_origins.iter().filter(is_origin) {
+        form_action.push(' ');
+        form_action.push_str(origin);
+    }
+    format!(
+        "default-src 'none'; style-src '{style}'; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'",
+        style = style_hash(),
+    )
+}
+
+/// CSP source of `STYLE` (`sha256-…`), so the pages need no `'unsafe-inline'`.
+fn style_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(STYLE.as_bytes());
+        format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    })
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// An answer the proxy writes itself.
@@ -299,6 +380,51 @@ mod tests {
         assert_eq!(v["status"], 503);
         assert_eq!(v["error"], "no_healthy_backend");
         assert_eq!(v["request_id"], "abc");
+    }
+
+    #[test]
+    fn logout_confirmation_escapes_its_action_and_allows_only_its_form() {
+        let reply = logout_confirmation(
+            "/oauth2/logout?redirect=/a\"><script>x</script>&b='",
+            &[
+                "https://idp.example:8443".to_string(),
+                "https://x; script-src *".to_string(),
+            ],
+        );
+        let body = std::str::from_utf8(&reply.body).unwrap();
+        assert!(body.contains(
+            "action=\"/oauth2/logout?redirect=/a&quot;&gt;&lt;script&gt;x&lt;/script&gt;&amp;b=&#39;\""
+        ));
+        assert!(!body.contains("<script>"));
+        let header = |name: &str| {
+            reply
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+                .unwrap()
+        };
+        let csp = header("content-security-policy");
+        assert!(
+            csp.starts_with("default-src 'none'; style-src 'sha256-"),
+            "{csp}"
+        );
+        assert!(
+            csp.contains("; form-action 'self' https://idp.example:8443; frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("script-src"), "{csp}");
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(reply.status, 200);
+    }
+
+    #[test]
+    fn the_hashed_style_is_the_style_the_page_carries() {
+        // Browsers drop a style whose bytes differ from the hash by as much as a space.
+        let reply = logout_confirmation("/oauth2/logout", &[]);
+        let body = std::str::from_utf8(&reply.body).unwrap();
+        assert!(body.contains(&format!("<style>{STYLE}</style>")));
+        assert_eq!(style_hash().len(), "sha256-".len() + 44);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::login::{self, CallbackError};
 use super::redirect::SafeRedirect;
 use super::tokens::TokenError;
 use super::{identity_of, Oidc};
+use crate::gate::cross_origin::{self, Initiator};
 use crate::metrics::metrics;
 use crate::pages::{Failure, Reply};
 use crate::session::cookies;
@@ -44,7 +45,7 @@ pub async fn answer(
     match (path.strip_prefix(PREFIX).unwrap_or(""), get) {
         ("login", true) => login(oidc, param("redirect")).await.unwrap_or_else(fail),
         ("callback", true) => callback(oidc, req, &query).await.unwrap_or_else(fail),
-        ("logout", true) => logout(oidc, req, param("redirect"))
+        ("logout", _) => logout(oidc, req, param("redirect"))
             .await
             .unwrap_or_else(fail),
         ("logout/callback", true) => logout_callback(oidc, param("state")),
@@ -55,10 +56,7 @@ pub async fn answer(
         ("session/refresh", false) if *method == http::Method::POST => {
             session_refresh(oidc, req).await.unwrap_or_else(fail)
         }
-        (
-            "login" | "callback" | "logout" | "logout/callback" | "logout/frontchannel" | "session",
-            false,
-        )
+        ("login" | "callback" | "logout/callback" | "logout/frontchannel" | "session", false)
         | ("session/refresh", _) => fail(Failure::MethodNotAllowed),
         _ => fail(Failure::NoRoute),
     }
@@ -175,10 +173,77 @@ async fn callback(
         ))
 }
 
+/// RP-initiated logout. Ending the user's session is a state change another site must not
+/// trigger (a forced logout from an `<img>`, an iframe or a posted form): a GET logs out at
+/// once only when the browser vouches it was not started by another site, any other GET gets
+/// a page whose button POSTs here, and a POST must not come from another origin. Clients that
+/// send no browser headers at all may POST.
 async fn logout(
     oidc: &Oidc,
     req: &RequestHeader,
     redirect: Option<&str>,
+) -> Result<Reply, Failure> {
+    let host = crate::dispatch::request_host(req);
+    match req.method {
+        http::Method::GET if cross_origin::is_first_party_navigation(req, host) => {
+            end_session(oidc, req, redirect, 302).await
+        }
+        http::Method::GET | http::Method::HEAD => Ok(confirm_logout(oidc, redirect)),
+        http::Method::POST => {
+            refuse_other_origins(req)?;
+            // 303: the browser follows with a GET, never re-posting to the provider.
+            end_session(oidc, req, redirect, 303).await
+        }
+        _ => Err(Failure::MethodNotAllowed),
+    }
+}
+
+/// The confirmation page, its form posting back here with the same (validated) `redirect`.
+fn confirm_logout(oidc: &Oidc, redirect: Option<&str>) -> Reply {
+    let action = match redirect.and_then(SafeRedirect::parse) {
+        Some(r) => format!("{PREFIX}logout?redirect={}", r.to_query_value()),
+        None => format!("{PREFIX}logout"),
+    };
+    let onward: Vec<String> = end_session_endpoint(oidc)
+        .map(|url| url.origin().ascii_serialization())
+        .into_iter()
+        .collect();
+    crate::pages::logout_confirmation(&action, &onward)
+}
+
+/// State-changing endpoints answer pages of our own origin only (the proxy's endpoints belong
+/// to no route, so no route's `origins` apply), and clients that are not browsers.
+fn refuse_other_origins(req: &RequestHeader) -> Result<(), Failure> {
+    let host = crate::dispatch::request_host(req);
+    if cross_origin::initiator(req, host, &[]) == Initiator::CrossOrigin {
+        tracing::info!(
+            path = %req.uri.path(),
+            origin = ?req.headers.get(http::header::ORIGIN),
+            fetch_site = ?req.headers.get("sec-fetch-site"),
+            "request from another origin refused"
+        );
+        return Err(Failure::CrossOrigin);
+    }
+    Ok(())
+}
+
+fn end_session_endpoint(oidc: &Oidc) -> Option<url::Url> {
+    let state = oidc.provider.state().ok()?;
+    let endpoint = state
+        .metadata
+        .additional_metadata()
+        .end_session_endpoint
+        .clone()?;
+    url::Url::parse(&endpoint).ok()
+}
+
+/// Ends the session here, clears the cookie and sends the browser to the provider's
+/// end-session endpoint (OpenID Connect RP-Initiated Logout 1.0), or straight to `redirect`.
+async fn end_session(
+    oidc: &Oidc,
+    req: &RequestHeader,
+    redirect: Option<&str>,
+    status: u16,
 ) -> Result<Reply, Failure> {
     let settings = &oidc.provider.settings;
     let redirect = redirect
@@ -203,13 +268,7 @@ async fn logout(
         "/",
         oidc.sessions.settings.secure_cookie,
     );
-    let end_session = oidc.provider.state().ok().and_then(|s| {
-        s.metadata
-            .additional_metadata()
-            .end_session_endpoint
-            .clone()
-    });
-    let location = match end_session.and_then(|e| url::Url::parse(&e).ok()) {
+    let location = match end_session_endpoint(oidc) {
         Some(mut url) => {
             let state = oidc
                 .sessions
@@ -228,7 +287,7 @@ async fn logout(
         }
         None => redirect.as_str().to_string(),
     };
-    Ok(Reply::redirect(302, &location).header("set-cookie", clear))
+    Ok(Reply::redirect(status, &location).header("set-cookie", clear))
 }
 
 fn logout_callback(oidc: &Oidc, state: Option<&str>) -> Reply {
@@ -282,6 +341,7 @@ async fn session_info(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure
 }
 
 async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure> {
+    refuse_other_origins(req)?;
     let cookie = cookies::find(req, oidc.cookie_name()).ok_or(Failure::Unauthorized)?;
     let session = oidc
         .sessions

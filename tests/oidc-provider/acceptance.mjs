@@ -960,11 +960,40 @@ async function portcullisChecks({ proxyOrigin, proxyHost, idpIssuer, echo }) {
     return `WWW-Authenticate: ${wa}`;
   });
 
-  await check('GET /oauth2/logout sends the browser to the provider end_session endpoint', async () => {
+  await check('a cross-site GET /oauth2/logout only shows a confirmation page, and the session lives', async () => {
     assert(state.sessionCookies, 'no session from an earlier step');
+    const res = await browser.navigate(`${proxyOrigin}/oauth2/logout`, { crossSite: true });
+    assert(res.status === 200, `expected the confirmation page, got ${describe(res)}`);
+    assert(res.setCookies.length === 0, `the page set cookies: ${res.setCookies.map((c) => c.raw).join(' | ')}`);
+    const csp = res.headers.get('content-security-policy') ?? '';
+    assert(/frame-ancestors 'none'/.test(csp) && /default-src 'none'/.test(csp), `CSP: ${csp}`);
+    const form = parseForms(res.text, res.requestUrl)
+      .find((f) => f.method === 'POST' && new URL(f.action).pathname === '/oauth2/logout');
+    assert(form, `no logout form on the page: ${res.text}`);
+    const still = await browser.request(`${proxyOrigin}/console/page?after-confirmation-page=1`, { headers: { accept: 'application/json' } });
+    assert(still.status === 200, `the session after the confirmation page: ${describe(still)}`);
+    state.logoutForm = form;
+  });
+
+  await check('a cross-site POST /oauth2/logout is refused with 403, and the session lives', async () => {
+    assert(state.logoutForm, 'no logout form from the previous step');
+    const res = await browser.request(state.logoutForm.action, {
+      method: 'POST',
+      form: {},
+      headers: { accept: 'application/json', origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' },
+    });
+    assert(res.status === 403, `expected 403, got ${describe(res)}`);
+    const still = await browser.request(`${proxyOrigin}/console/page?after-cross-site-post=1`, { headers: { accept: 'application/json' } });
+    assert(still.status === 200, `the session after a cross-site POST: ${describe(still)}`);
+  });
+
+  await check('the confirmation page\'s button sends the browser to the provider end_session endpoint', async () => {
+    assert(state.logoutForm, 'no logout form from an earlier step');
     assert(state.endSessionEndpoint, 'the provider advertises no end_session_endpoint');
-    const res = await browser.navigate(`${proxyOrigin}/oauth2/logout`);
-    assert(res.status === 302 || res.status === 303, `expected 302, got ${describe(res)}`);
+    const res = await browser.navigate(state.logoutForm.action, {
+      method: 'POST', form: {}, headers: { origin: proxyOrigin },
+    });
+    assert(res.status === 302 || res.status === 303, `expected 303, got ${describe(res)}`);
     const loc = new URL(res.headers.get('location'), proxyOrigin);
     const endpoint = new URL(state.endSessionEndpoint);
     assert(loc.origin === endpoint.origin && loc.pathname === endpoint.pathname,

@@ -226,7 +226,7 @@ async fn login_and_logout_never_redirect_off_site() {
         assert_eq!(resp.headers()["location"], "/", "{attack:?}");
 
         let (hops, _) = browser
-            .navigate(&stack.url(&format!("/oauth2/logout?redirect={encoded}")))
+            .log_out(&stack, &format!("?redirect={encoded}"))
             .await;
         let last_redirect = hops
             .iter()

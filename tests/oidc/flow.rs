@@ -219,9 +219,7 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
     let stack = Stack::start().await;
     let browser = Browser::new();
     browser.login(&stack, "/").await;
-    let (hops, resp) = browser
-        .navigate(&stack.url("/oauth2/logout?redirect=/public/bye"))
-        .await;
+    let (hops, resp) = browser.log_out(&stack, "?redirect=/public/bye").await;
     let end_session = hops
         .iter()
         .find(|h| h.url.contains("/end_session"))

@@ -26,13 +26,8 @@ async fn logout_closes_the_sessions_open_tunnel_within_a_second() {
     browser.login(&stack, "/").await;
     let mut ws = open(&stack, &browser).await;
     // Idle on both sides: nothing in the request path would notice the logout.
-    let resp = browser
-        .client
-        .get(stack.url("/oauth2/logout"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 302);
+    let (hops, _) = browser.log_out(&stack, "").await;
+    assert_eq!(hops[0].status, 303);
     let took = closed_within(&mut ws, Duration::from_secs(2))
         .await
         .expect("tunnel still open 2 s after logout");
@@ -70,7 +65,7 @@ async fn front_channel_logout_closes_tunnels_too_and_others_stay_open() {
 async fn a_page_on_another_origin_cannot_open_the_users_tunnel() {
     let routes = DEFAULT_ROUTES.replace(
         "websocket: true }",
-        "websocket: true, websocket_origins: [\"https://console.example.test\"] }",
+        "websocket: true, origins: [\"https://console.example.test\"] }",
     );
     let stack = Stack::start_with(Options {
         routes: &routes,

@@ -174,7 +174,7 @@ async fn login_and_logout_are_counted() {
     browser.login(&stack, "/").await;
     let _ = browser
         .client
-        .get(stack.url("/oauth2/logout"))
+        .post(stack.url("/oauth2/logout"))
         .send()
         .await
         .unwrap();

@@ -43,12 +43,12 @@ async fn a_login_on_one_replica_is_valid_on_another_and_a_logout_ends_it_everywh
     // Log out on A with the cookie, keeping it in the jar so B keeps being sent it.
     let cookie = browser.cookie_header(&stack, "/");
     let resp = support::client()
-        .get(stack.url("/oauth2/logout"))
+        .post(stack.url("/oauth2/logout"))
         .header("cookie", cookie)
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.status(), 303);
     let logged_out = Instant::now();
     let mut refused_after = None;
     while logged_out.elapsed() < Duration::from_secs(2) {

@@ -166,12 +166,34 @@ impl Browser {
     /// A top-level navigation to `url`, following up to 10 redirects. Returns every hop and the
     /// final response.
     pub async fn navigate(&self, url: &str) -> (Vec<Hop>, reqwest::Response) {
+        self.follow(url, self.client.get(url)).await
+    }
+
+    /// Logs out as the proxy's own logout button does: a form POST of the proxy's own origin to
+    /// `/oauth2/logout{query}`, then the redirects (through the provider and back).
+    pub async fn log_out(&self, stack: &Stack, query: &str) -> (Vec<Hop>, reqwest::Response) {
+        let url = stack.url(&format!("/oauth2/logout{query}"));
+        let post = self
+            .client
+            .post(&url)
+            .header("origin", &stack.public)
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/x-www-form-urlencoded");
+        self.follow(&url, post).await
+    }
+
+    /// Sends `first` as a navigation and follows its redirects with GETs, as a browser does
+    /// after a 302 or 303.
+    async fn follow(
+        &self,
+        url: &str,
+        first: reqwest::RequestBuilder,
+    ) -> (Vec<Hop>, reqwest::Response) {
         let mut hops = Vec::new();
         let mut current = url.to_string();
+        let mut request = first;
         for _ in 0..10 {
-            let resp = self
-                .client
-                .get(&current)
+            let resp = request
                 .header("accept", "text/html,application/xhtml+xml")
                 .header("sec-fetch-mode", "navigate")
                 .send()
@@ -195,6 +217,7 @@ impl Browser {
                 .join(&location)
                 .expect("valid location")
                 .to_string();
+            request = self.client.get(&current);
         }
         panic!("too many redirects from {url}");
     }

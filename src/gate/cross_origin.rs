@@ -6,8 +6,9 @@
 //! an `<img>`, a `fetch` with `credentials: "include"`); `SameSite=Lax` stops only some of them
 //! and does not separate sibling subdomains (one site, many origins). What a page cannot forge
 //! is what the browser says about where the request comes from: `Origin` (RFC 6454 §7, sent
-//! on every non-GET and on WebSocket handshakes) and `Sec-Fetch-Site` (W3C Fetch Metadata).
-//! This module reads those two and nothing else; it does no I/O and knows no config.
+//! on every non-GET and on WebSocket handshakes), `Sec-Fetch-Site` (W3C Fetch Metadata) and,
+//! from browsers that send neither, `Referer`. This module reads those and nothing else; it
+//! does no I/O and knows no config.
 
 use http::header::ORIGIN;
 use pingora::http::RequestHeader;
@@ -28,8 +29,8 @@ pub enum Initiator {
     /// A page of the request's own origin or of a trusted one, or the user (a typed URL, a
     /// bookmark: `Sec-Fetch-Site: none`).
     SameOrigin,
-    /// Neither `Origin` nor `Sec-Fetch-Site`: not a browser (curl, a service), so no victim's
-    /// ambient credentials ride on it.
+    /// Neither `Origin` nor `Sec-Fetch-Site` nor `Referer`: not a browser (curl, a service), so
+    /// no victim's ambient credentials ride on it.
     Unknown,
     /// Another origin, a sibling on the same site, an opaque origin (`null`), or headers that
     /// are repeated, malformed or contradict each other.
@@ -118,8 +119,38 @@ pub fn initiator(req: &RequestHeader, host: Option<&str>, trusted: &[String]) ->
         }
         (Some(_), _) => Initiator::CrossOrigin,
         (None, Some(FetchSite::SameOrigin | FetchSite::UserInitiated)) => Initiator::SameOrigin,
-        (None, None) => Initiator::Unknown,
+        (None, None) => by_referer(req, host, trusted),
     }
+}
+
+/// Browsers from before `Origin` on every POST (Firefox until 70) and without Fetch Metadata
+/// still send `Referer` unless a policy strips it: a page of another origin gives itself away
+/// there. Without any of the three the request is not a browser's.
+fn by_referer(req: &RequestHeader, host: Option<&str>, trusted: &[String]) -> Initiator {
+    let referer = match single(req, http::header::REFERER.as_str()) {
+        Field::Absent => return Initiator::Unknown,
+        Field::One(v) => v,
+        Field::Ambiguous => return Initiator::CrossOrigin,
+    };
+    let Some(origin) = origin_of_url(referer) else {
+        return Initiator::CrossOrigin;
+    };
+    let trusted_origin = trusted.iter().any(|t| t.eq_ignore_ascii_case(&origin));
+    if trusted_origin || host.is_some_and(|h| same_authority(&origin, h)) {
+        Initiator::SameOrigin
+    } else {
+        Initiator::CrossOrigin
+    }
+}
+
+/// `scheme://authority` of an absolute http(s) URL, as the browser would serialize its origin.
+fn origin_of_url(url: &[u8]) -> Option<String> {
+    let uri = http::Uri::try_from(url).ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    let authority = uri.authority()?;
+    (!authority.as_str().contains('@')).then(|| format!("{scheme}://{authority}"))
 }
 
 /// A navigation the browser vouches was not started by another site: a link or form of our
@@ -292,6 +323,43 @@ mod tests {
                 CrossOrigin,
             ),
             (&[("origin", "https://console.example.net/")], CrossOrigin),
+            (
+                &[("referer", "https://app.example.com/page?x=1")],
+                SameOrigin,
+            ),
+            (&[("referer", "https://console.example.net/")], SameOrigin),
+            (
+                &[("referer", "https://evil.example/app.example.com")],
+                CrossOrigin,
+            ),
+            (
+                &[("referer", "https://app.example.com.evil.example/")],
+                CrossOrigin,
+            ),
+            (&[("referer", "https://user@app.example.com/")], CrossOrigin),
+            (&[("referer", "/relative")], CrossOrigin),
+            (&[("referer", "not a url")], CrossOrigin),
+            (
+                &[
+                    ("referer", "https://app.example.com/"),
+                    ("referer", "https://evil.example/"),
+                ],
+                CrossOrigin,
+            ),
+            (
+                &[
+                    ("referer", "https://evil.example/"),
+                    ("origin", "https://app.example.com"),
+                ],
+                SameOrigin,
+            ),
+            (
+                &[
+                    ("referer", "https://evil.example/"),
+                    ("sec-fetch-site", "same-origin"),
+                ],
+                SameOrigin,
+            ),
         ] {
             assert_eq!(initiator_of(headers), expected, "{headers:?}");
         }

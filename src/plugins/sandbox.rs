@@ -73,6 +73,7 @@ pub fn reset_budget(lua: &Lua) {
     if let Some(b) = lua.app_data_ref::<Budget>() {
         b.0.set(0);
     }
+    super::patterns::reset_spending(lua);
 }
 
 /// The plugin's `config:` as a Lua value: tables, strings, numbers and booleans.

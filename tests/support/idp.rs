@@ -320,6 +320,8 @@ struct State {
     codes: HashMap<String, CodeGrant>,
     refresh_tokens: HashMap<String, RefreshGrant>,
     next_nonce_override: Option<String>,
+    /// Claims merged into the next ID token issued (then cleared).
+    next_id_token_claims: Map<String, Value>,
     next_authorize_error: Option<String>,
     failures: HashMap<String, Failure>,
     discovery_patch: Map<String, Value>,
@@ -398,6 +400,7 @@ impl TestIdp {
                 codes: HashMap::new(),
                 refresh_tokens: HashMap::new(),
                 next_nonce_override: None,
+                next_id_token_claims: Map::new(),
                 next_authorize_error: None,
                 failures: HashMap::new(),
                 discovery_patch: Map::new(),
@@ -573,6 +576,48 @@ impl TestIdp {
         key.sign(&key.kid, "at+jwt", &claims)
     }
 
+    /// The claims `access_token_for` signs for `user` and `audience`, to vary before
+    /// signing them with `sign_raw`.
+    pub fn access_token_claims_for(&self, user: &TestUser, audience: &str) -> Value {
+        let st = self.state();
+        access_token_claims(
+            &self.shared.issuer,
+            &st.cfg.client_id,
+            audience,
+            user,
+            None,
+            "openid profile email",
+            st.now(),
+            ttl_secs(st.cfg.access_token_ttl),
+        )
+    }
+
+    /// Signs with the current key (RS256) exactly the given header and payload JSON text:
+    /// any header parameter (`crit`, `typ`, `jku`…), duplicate members, claims of any type.
+    pub fn sign_raw(&self, header_json: &str, payload_json: &str) -> String {
+        let key = self.state().current_key();
+        sign_raw_with(&key, header_json, payload_json)
+    }
+
+    /// As `sign_raw`, with the foreign key that is not in the JWKS.
+    pub fn sign_raw_with_foreign_key(&self, header_json: &str, payload_json: &str) -> String {
+        let key = self.foreign_key();
+        sign_raw_with(&key, header_json, payload_json)
+    }
+
+    /// The foreign key's public JWK, as a forger would embed it (`jwk` header) or serve it
+    /// (`jku`).
+    pub fn foreign_jwk(&self) -> Value {
+        self.foreign_key().jwk()
+    }
+
+    /// Merges `claims` (a JSON object) into the next ID token the provider issues.
+    pub fn set_next_id_token_claims(&self, claims: Value) {
+        if let Value::Object(map) = claims {
+            self.state().next_id_token_claims = map;
+        }
+    }
+
     /// The JWKS document currently served.
     pub fn jwks(&self) -> Value {
         jwks_doc(&self.state())
@@ -713,6 +758,17 @@ impl Drop for TestIdp {
 // Token construction
 // ---------------------------------------------------------------------------
 
+fn sign_raw_with(key: &KeyMaterial, header_json: &str, payload_json: &str) -> String {
+    let message = format!(
+        "{}.{}",
+        B64_URL.encode(header_json.as_bytes()),
+        B64_URL.encode(payload_json.as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding, Algorithm::RS256)
+        .expect("RS256 signing failed");
+    format!("{message}.{signature}")
+}
+
 #[allow(clippy::too_many_arguments)]
 fn access_token_claims(
     issuer: &str,
@@ -804,6 +860,9 @@ fn issue_tokens(
     }
     if let Some(nonce) = nonce {
         id_claims["nonce"] = json!(nonce);
+    }
+    if let Some(map) = id_claims.as_object_mut() {
+        map.extend(std::mem::take(&mut st.next_id_token_claims));
     }
     let id_token = key.sign(&key.kid, "JWT", &id_claims);
 

@@ -11,6 +11,8 @@ use openidconnect::{
 };
 use serde_json::{Map, Value};
 
+mod rules;
+
 pub type Client = CoreClient<
     EndpointSet,
     EndpointNotSet,
@@ -20,8 +22,9 @@ pub type Client = CoreClient<
     EndpointMaybeSet,
 >;
 
-/// How far a provider's clock may be ahead of ours.
+/// How far a provider's clock may be ahead of ours (or behind, for `exp`).
 const CLOCK_SKEW_SECS: i64 = 60;
+const LEEWAY_SECS: u64 = CLOCK_SKEW_SECS.unsigned_abs();
 /// An ID token at the callback was issued moments ago; an old one is a replay.
 const MAX_ID_TOKEN_AGE_SECS: i64 = 600;
 
@@ -205,8 +208,8 @@ async fn finish(
     })
 }
 
-/// Signature (JWKS, re-fetched once on an unknown key), `iss`, `aud`, `azp`, `exp`, `iat`
-/// and, at login, `nonce`. Returns the token's claims.
+/// Signature (JWKS, re-fetched once on an unknown key), `crit`, `iss`, `aud`, `azp`, `exp`,
+/// `iat`, `nbf` and, at login, `nonce`. Returns the token's claims.
 async fn verify_id_token(
     provider: &Provider,
     state: &ProviderState,
@@ -250,7 +253,11 @@ async fn verify_id_token(
         let fresh_client = self::client(&provider.settings, &fresh)?;
         check(&fresh_client).map_err(TokenError::InvalidIdToken)?;
     }
-    payload(&token.to_string())
+    let claims = payload(&token.to_string())?;
+    // `openidconnect` reads neither `nbf` nor the type of dates it does not model.
+    rules::check_dates(&claims, jsonwebtoken::get_current_timestamp(), LEEWAY_SECS)
+        .map_err(TokenError::InvalidIdToken)?;
+    Ok(claims)
 }
 
 /// OpenID Connect Core §5.4: with the code flow, certified providers put profile, email and
@@ -376,8 +383,9 @@ pub fn identity_from_claims(
 }
 
 /// Verifies `Authorization: Bearer <JWT>` for `auth: api` routes: a signature from the
-/// provider's keys, our issuer, one of our audiences, not expired. ID tokens are refused:
-/// they prove a login to us, they do not authorize API calls.
+/// provider's keys, a header and claims that make it an access token from our issuer for one
+/// of our audiences (`rules`), and dates that hold now. ID tokens are refused: they prove a
+/// login to us, they do not authorize API calls.
 pub async fn verify_bearer(provider: &Provider, token: &str) -> Result<Identity, TokenError> {
     match verify_bearer_with(provider, &*provider.state()?, token) {
         Err(TokenError::UnknownKey) if provider.refresh_keys().await => {
@@ -405,6 +413,10 @@ fn verify_bearer_with(
             header.alg
         )));
     }
+    // Judged before any key is looked up, so a hostile header never costs a JWKS fetch.
+    rules::check_access_token_header(token).map_err(TokenError::InvalidBearer)?;
+    // Keys come from the provider's JWKS only: `jku`, `jwk`, `x5u` and `x5c` in the header
+    // are the token's own say-so and are never fetched nor trusted.
     let keys: Vec<&jsonwebtoken::DecodingKey> = match &header.kid {
         Some(kid) => state.bearer_keys.get(kid).into_iter().collect(),
         None => state.anonymous_keys.iter().collect(),
@@ -413,24 +425,25 @@ fn verify_bearer_with(
         return Err(TokenError::UnknownKey);
     }
     let settings = &provider.settings;
+    let expected = rules::Expected {
+        issuer: state.metadata.issuer().as_str(),
+        client_id: &settings.client_id,
+        api_audiences: &settings.api_audiences,
+    };
     let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.set_issuer(&[settings.issuer.as_str(), &format!("{}/", settings.issuer)]);
+    validation.set_issuer(&[expected.issuer]);
     validation.set_audience(&settings.api_audiences);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    validation.leeway = CLOCK_SKEW_SECS as u64;
+    validation.validate_nbf = true;
+    validation.leeway = LEEWAY_SECS;
     let mut last = String::from("no key matched");
     for key in keys {
         match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
             Ok(data) => {
                 let claims = data.claims;
-                if claims.contains_key("nonce")
-                    || claims.contains_key("at_hash")
-                    || claims.get("typ").and_then(Value::as_str) == Some("ID")
-                {
-                    return Err(TokenError::InvalidBearer(
-                        "an ID token is not an access token".into(),
-                    ));
-                }
+                rules::check_dates(&claims, jsonwebtoken::get_current_timestamp(), LEEWAY_SECS)
+                    .and_then(|()| rules::check_access_token_claims(&claims, &expected))
+                    .map_err(TokenError::InvalidBearer)?;
                 return identity_from_claims(settings, &claims);
             }
             Err(e) => last = e.to_string(),

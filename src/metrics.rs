@@ -29,6 +29,7 @@ pub struct Metrics {
     pub config_loaded: IntGauge,
     pub plugin_errors: IntCounterVec,
     pub limits_exceeded: IntCounterVec,
+    pub upstream_cookies_dropped: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -141,6 +142,11 @@ pub fn metrics() -> &'static Metrics {
                 "portcullis_limits_exceeded_total",
                 "Requests refused by a limit, by limit.",
                 &["limit"]
+            )),
+            upstream_cookies_dropped: ok(register_int_counter_vec!(
+                "portcullis_upstream_cookies_dropped_total",
+                "Upstream Set-Cookie fields dropped because a browser could send them back as one of the proxy's cookies, by route.",
+                &["route"]
             )),
         }
     })

@@ -454,11 +454,14 @@ impl ProxyHttp for Portcullis {
             }
         }
         if let Some(oidc) = &self.oidc {
-            let dropped = crate::session::cookies::drop_set_cookies(upstream_response, |name| {
-                oidc.is_own_cookie(name)
-            })?;
+            let dropped =
+                crate::session::cookies::drop_set_cookies(upstream_response, oidc.own_cookies())?;
             if dropped > 0 {
-                tracing::warn!(request_id = %ctx.request_id, route = ctx.route_name(), "upstream tried to set the proxy's own cookie; dropped");
+                metrics()
+                    .upstream_cookies_dropped
+                    .with_label_values(&[ctx.route_name()])
+                    .inc_by(dropped as u64);
+                tracing::warn!(request_id = %ctx.request_id, route = ctx.route_name(), dropped, "upstream tried to set a cookie a browser could send back as the proxy's own; dropped");
             }
         }
         if let Some(started) = ctx.upstream_started.take() {

@@ -38,13 +38,6 @@ pub fn login_cookie_name(state: &str, secure: bool) -> String {
     format!("{host_only}{LOGIN_COOKIE_PREFIX}{hex}")
 }
 
-/// Whether a cookie name is one of our login attempts.
-pub fn is_login_cookie(name: &str) -> bool {
-    name.strip_prefix(HOST_ONLY_PREFIX)
-        .unwrap_or(name)
-        .starts_with(LOGIN_COOKIE_PREFIX)
-}
-
 /// Returns the provider's authorize URL and the `Set-Cookie` value for the attempt.
 pub fn start(
     provider: &Provider,

@@ -31,7 +31,13 @@ pub struct Oidc {
     pub sessions: Sessions,
     /// One refresh at a time per session: concurrent requests wait and reuse the result.
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    own_cookies: cookies::OwnCookies,
 }
+
+/// Every cookie the proxy sets is named in this namespace (login attempts, and the session
+/// unless configured otherwise). Reserving all of it means a cookie added later is ours from the
+/// start, without a second list to keep in step.
+const RESERVED_COOKIE_PREFIX: &str = "portcullis_";
 
 /// Who a request speaks for, and how we know.
 #[derive(Debug, Clone)]
@@ -65,10 +71,15 @@ impl Oidc {
             KeyRing::from_encoded(&encoded).unwrap_or_else(|_| KeyRing::generate())
         };
         let store = crate::session::connect_store_blocking(&config.session)?;
+        let own_cookies = cookies::OwnCookies::new(
+            &[&config.session.cookie_name],
+            &[login::LOGIN_COOKIE_PREFIX, RESERVED_COOKIE_PREFIX],
+        );
         Ok(Some(Oidc {
             provider: Provider::new(settings),
             sessions: Sessions::new(store, keys, config.session.clone()),
             refreshing: Mutex::new(HashMap::new()),
+            own_cookies,
         }))
     }
 
@@ -76,9 +87,15 @@ impl Oidc {
         &self.sessions.settings.cookie_name
     }
 
-    /// The session cookie or a login attempt's: credentials for the proxy alone.
+    /// The session cookie or a login attempt's, in any spelling a server could read as
+    /// ours: credentials for the proxy alone.
     pub fn is_own_cookie(&self, name: &str) -> bool {
-        name == self.cookie_name() || login::is_login_cookie(name)
+        self.own_cookies.is_ours(name)
+    }
+
+    /// The names no upstream may set or see.
+    pub fn own_cookies(&self) -> &cookies::OwnCookies {
+        &self.own_cookies
     }
 
     /// The session cookie's session, refreshed if its access token is about to expire.

@@ -1,7 +1,129 @@
 //! Reading and writing our cookies with the `cookie` crate: strict attributes by default.
+//!
+//! Also the line between our cookies and everyone else's. A browser stores what an upstream's
+//! `Set-Cookie` says the way RFC 6265bis §5.6 parses it, and a server later reads the Cookie
+//! header back with its own leniency (trimming, ignoring case, `__Host-`/`__Secure-` prefixes,
+//! splitting values at `=` or `,`). Anything that could come back as one of our names is ours,
+//! whoever wrote it; this module never relies on the user agent to refuse it.
 
 use cookie::{Cookie, SameSite};
 use pingora::http::{RequestHeader, ResponseHeader};
+
+/// The names of the proxy's own cookies, compared in canonical form (see [`canonical_name`]).
+#[derive(Debug, Clone)]
+pub struct OwnCookies {
+    names: Vec<String>,
+    /// Whole namespaces: every name that starts with one of these is ours.
+    prefixes: Vec<String>,
+}
+
+impl OwnCookies {
+    pub fn new(names: &[&str], prefixes: &[&str]) -> OwnCookies {
+        // An empty canonical form would make every nameless cookie, or every name, ours.
+        let canonical = |list: &[&str]| -> Vec<String> {
+            list.iter()
+                .map(|n| canonical_name(n))
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        OwnCookies {
+            names: canonical(names),
+            prefixes: canonical(prefixes),
+        }
+    }
+
+    /// Whether a server reading a cookie called `name` could take it for one of ours.
+    pub fn is_ours(&self, name: &str) -> bool {
+        let name = canonical_name(name);
+        !name.is_empty()
+            && (self.names.contains(&name) || self.prefixes.iter().any(|p| name.starts_with(p)))
+    }
+
+    /// Whether any name a server may read out of `cookie_string` (one `name=value` of a Cookie
+    /// header, or a nameless cookie's bare value) is ours.
+    fn readable_in(&self, cookie_string: &str) -> bool {
+        names_a_server_may_read(cookie_string).any(|n| self.is_ours(n))
+    }
+
+    /// Whether `text` contains one of our names anywhere, in any case: the fail-closed test for
+    /// what we cannot parse.
+    fn mentioned_in(&self, text: &str) -> bool {
+        let text = text.to_ascii_lowercase();
+        self.names
+            .iter()
+            .chain(&self.prefixes)
+            .any(|n| text.contains(n.as_str()))
+    }
+}
+
+/// A cookie name as the most lenient server would compare it: surrounding whitespace and
+/// quotes gone, ASCII lower case, `__Host-`/`__Secure-` prefixes (matched case-insensitively by
+/// RFC 6265bis §5.6, and by servers that strip them) removed, repeatedly.
+pub fn canonical_name(name: &str) -> String {
+    let trim = |s: &str| {
+        s.trim_matches(|c: char| c.is_whitespace() || c == '"')
+            .to_string()
+    };
+    let mut name = trim(name).to_ascii_lowercase();
+    while let Some(rest) = ["__host-", "__secure-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+    {
+        name = trim(rest);
+    }
+    name
+}
+
+/// Names a server may read out of one cookie-string: the text before the first `=` (the whole
+/// text when there is none: a nameless cookie comes back as its bare value, and `a` alone reads
+/// as a cookie called `a`), and, for servers that split at `,` (RFC 2965) or re-parse a value
+/// that looks like `name=value`, every text before an `=` in each `,`-separated part.
+fn names_a_server_may_read(cookie_string: &str) -> impl Iterator<Item = &str> {
+    cookie_string.split(',').flat_map(|part| {
+        let mut pieces: Vec<&str> = part.split('=').collect();
+        if pieces.len() > 1 {
+            // After the last `=` is a value, never a name.
+            pieces.pop();
+        }
+        pieces
+    })
+}
+
+/// What a browser sends back in its Cookie header for a cookie set by `set_cookie`: `name=value`,
+/// or only the value when the name is empty (RFC 6265bis §5.7.3 step 4).
+fn sent_back(set_cookie: &str) -> String {
+    let (name, value) = match Cookie::parse(set_cookie) {
+        Ok(c) => (c.name().to_string(), c.value().to_string()),
+        Err(_) => {
+            let (name, value) = browser_name_value(set_cookie);
+            (name.to_string(), value.to_string())
+        }
+    };
+    if name.is_empty() {
+        value
+    } else {
+        format!("{name}={value}")
+    }
+}
+
+/// RFC 6265bis §5.6 steps 1-4, for what the `cookie` crate refuses but browsers keep: a pair
+/// with no `=` (an empty name, the whole pair is the value) or nothing before the `=`.
+fn browser_name_value(set_cookie: &str) -> (&str, &str) {
+    let wsp: &[char] = &[' ', '\t'];
+    let pair = set_cookie.split(';').next().unwrap_or_default();
+    let (name, value) = pair.split_once('=').unwrap_or(("", pair));
+    (name.trim_matches(wsp), value.trim_matches(wsp))
+}
+
+/// Whether a browser could send the cookie this `Set-Cookie` field sets back in a form a server
+/// reads as one of ours. A field that is not visible ASCII (browsers may still store it) goes if
+/// it mentions one of our names at all.
+fn could_plant_ours(field: &http::HeaderValue, ours: &OwnCookies) -> bool {
+    match field.to_str() {
+        Ok(s) => ours.readable_in(&sent_back(s)),
+        Err(_) => ours.mentioned_in(&String::from_utf8_lossy(field.as_bytes())),
+    }
+}
 
 /// Every cookie in the request's Cookie headers, parsed by the `cookie` crate; pieces that are
 /// not `name=value` are skipped, never an error.
@@ -14,39 +136,46 @@ fn request_cookies(req: &RequestHeader) -> impl Iterator<Item = Cookie<'_>> {
         .filter_map(Result::ok)
 }
 
-/// The value of the first cookie called `name` in the request's Cookie headers.
+/// The value of the cookie called `name` in the request's Cookie headers; `None` when there is
+/// none, or when there are several with different values. A browser sends every cookie whose
+/// path matches, longest path first: a second session cookie beside the user's own is one
+/// somebody planted, and picking either would let them choose whose session the request
+/// runs in.
 pub fn find<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
-    request_cookies(req)
-        .find(|c| c.name() == name)
-        .and_then(|c| c.value_raw())
-        .map(|v| v.trim_matches('"'))
+    let mut values = request_cookies(req)
+        .filter(|c| c.name() == name)
+        .filter_map(|c| c.value_raw())
+        .map(|v| v.trim_matches('"'));
+    let first = values.next()?;
+    if values.any(|v| v != first) {
+        tracing::warn!(
+            cookie = name,
+            "the request carries this cookie more than once with different values; using none"
+        );
+        return None;
+    }
+    Some(first)
 }
 
-/// The Cookie header without the cookies whose name `drop` accepts; `None` if nothing is left.
-/// Upstreams must never see our session or login cookies: a compromised or logging upstream
-/// would otherwise hold working sessions.
+/// The Cookie header without the cookies `drop` accepts a name of; `None` if nothing is left.
+/// `drop` sees the cookie's name and every other name a server may read out of it (a value
+/// like `portcullis_session=…`). Upstreams must never see our session or login cookies: a
+/// compromised or logging upstream would otherwise hold working sessions.
 pub fn without(req: &RequestHeader, drop: impl Fn(&str) -> bool) -> Option<String> {
     let kept: Vec<String> = request_cookies(req)
-        .filter(|c| !drop(c.name()))
         .map(|c| c.stripped().to_string())
+        .filter(|c| !names_a_server_may_read(c).any(&drop))
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
-/// Removes the `Set-Cookie` fields of a response whose cookie name `drop` accepts; returns
-/// how many went. Only the proxy may set its own cookies: an upstream (a user's own desktop,
-/// say) setting one could plant a session in another user's browser.
-pub fn drop_set_cookies(
-    resp: &mut ResponseHeader,
-    drop: impl Fn(&str) -> bool,
-) -> pingora::Result<usize> {
+/// Removes the `Set-Cookie` fields of a response that a browser could send back as one of our
+/// cookies; returns how many went. Only the proxy may set its own cookies: an upstream (a
+/// user's own desktop, say) setting one could plant a session in another user's browser, or a
+/// login attempt (login CSRF).
+pub fn drop_set_cookies(resp: &mut ResponseHeader, ours: &OwnCookies) -> pingora::Result<usize> {
     let all = resp.headers.get_all(http::header::SET_COOKIE);
-    let doomed = |v: &http::HeaderValue| {
-        v.to_str()
-            .ok()
-            .and_then(|s| Cookie::parse(s).ok())
-            .is_some_and(|c| drop(c.name()))
-    };
+    let doomed = |v: &http::HeaderValue| could_plant_ours(v, ours);
     if !all.iter().any(doomed) {
         return Ok(0);
     }
@@ -92,82 +221,4 @@ pub fn clear_cookie(name: &str, path: &str, secure: bool) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(cookies: &[&str]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        for c in cookies {
-            r.append_header("cookie", *c).unwrap();
-        }
-        r
-    }
-
-    #[test]
-    fn finds_and_strips_cookies() {
-        let r = req(&["a=1; portcullis_session=xyz", "b=2"]);
-        assert_eq!(find(&r, "portcullis_session"), Some("xyz"));
-        assert_eq!(find(&r, "b"), Some("2"));
-        assert_eq!(find(&r, "c"), None);
-        for garbage in ["", ";;", "=", "noequals", "=x; ; a", "ä=1"] {
-            assert_eq!(
-                find(&req(&[garbage]), "portcullis_session"),
-                None,
-                "{garbage:?}"
-            );
-            assert_eq!(without(&req(&[garbage]), |_| true), None, "{garbage:?}");
-        }
-        assert_eq!(find(&req(&["s=\"q\""]), "s"), Some("q"));
-        assert_eq!(
-            without(&r, |n| n == "portcullis_session").as_deref(),
-            Some("a=1; b=2")
-        );
-        assert_eq!(
-            without(&req(&["portcullis_session=x"]), |n| n
-                == "portcullis_session"),
-            None
-        );
-    }
-
-    #[test]
-    fn upstream_set_cookies_for_our_names_are_dropped() {
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        for c in [
-            "a=1; Path=/",
-            "__Host-portcullis_session=planted; Path=/; Secure",
-            "b=2",
-            "garbage",
-        ] {
-            resp.append_header("set-cookie", c).unwrap();
-        }
-        let dropped = drop_set_cookies(&mut resp, |n| n == "__Host-portcullis_session").unwrap();
-        assert_eq!(dropped, 1);
-        let left: Vec<_> = resp
-            .headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
-        assert_eq!(left, ["a=1; Path=/", "b=2", "garbage"]);
-    }
-
-    #[test]
-    fn attributes_are_strict() {
-        let c = set_cookie(CookieSpec {
-            name: "s",
-            value: "v",
-            path: "/",
-            secure: true,
-            max_age: None,
-        });
-        assert!(
-            c.contains("HttpOnly")
-                && c.contains("Secure")
-                && c.contains("SameSite=Lax")
-                && !c.contains("Max-Age"),
-            "{c}"
-        );
-        let c = clear_cookie("s", "/", false);
-        assert!(c.contains("Max-Age=0") && !c.contains("Secure"), "{c}");
-    }
-}
+mod tests;

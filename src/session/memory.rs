@@ -1,18 +1,39 @@
 //! The in-process session store: the embedded default for a single node.
 //!
-//! Bounded: expired entries are swept on every write, and when `capacity` is reached the entry
-//! closest to its expiry is evicted, so memory cannot grow without limit whatever clients do.
+//! Bounded: expired entries are swept on every write; at most `capacity` sessions are kept, and
+//! as many other entries (single-use markers, locks), each kind in its own budget so that
+//! markers left by a flood of logins never push a session out. A user holds at most
+//! `per_user` sessions (their oldest goes when they log in once more), and when the store is
+//! full the session that goes is the oldest of whoever holds the most: one user, or a few,
+//! logging in over and over can never evict another user's session.
+//!
+//! A session's owner is its first tag (`Sessions::tags` puts the user's tag first); an untagged
+//! session owns itself.
+
+mod owners;
 
 use super::store::{SessionStore, StoreError};
 use async_trait::async_trait;
+use owners::Owners;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Sessions one user may hold unless configured: a browser's new login replaces its old
+/// session, so this is a generous number of browsers and devices.
+pub const DEFAULT_SESSIONS_PER_USER: usize = 32;
+
 pub struct MemoryStore {
-    capacity: usize,
+    limits: Limits,
     inner: Mutex<Inner>,
     invalidations: tokio::sync::broadcast::Sender<String>,
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Sessions, and separately other entries.
+    capacity: usize,
+    per_user: usize,
 }
 
 #[derive(Default)]
@@ -23,7 +44,15 @@ struct Inner {
     entries: HashMap<String, Entry>,
     by_expiry: BTreeSet<(Instant, String)>,
     tags: HashMap<String, HashSet<String>>,
+    owners: Owners,
+    /// Entries that are not sessions, soonest to expire first.
+    others: BTreeSet<(Instant, String)>,
 }
+
+/// Sessions a write pushed out: ended like a logout, so every cached copy and open tunnel of
+/// theirs must hear of it.
+#[must_use]
+struct Evicted(Vec<String>);
 
 struct Entry {
     value: Vec<u8>,
@@ -31,13 +60,29 @@ struct Entry {
     tags: Vec<String>,
 }
 
+impl Entry {
+    fn owner<'e>(&'e self, key: &'e str) -> &'e str {
+        self.tags.first().map_or(key, String::as_str)
+    }
+}
+
 impl MemoryStore {
+    /// A store of at most `capacity` sessions, `DEFAULT_SESSIONS_PER_USER` per user.
     pub fn new(capacity: usize) -> MemoryStore {
         MemoryStore {
-            capacity: capacity.max(1),
+            limits: Limits {
+                capacity: capacity.max(1),
+                per_user: DEFAULT_SESSIONS_PER_USER,
+            },
             inner: Mutex::new(Inner::default()),
             invalidations: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// At most `per_user` sessions for any one user.
+    pub fn with_sessions_per_user(mut self, per_user: usize) -> MemoryStore {
+        self.limits.per_user = per_user.max(1);
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -62,6 +107,14 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// Called after the store's lock is released.
+    fn announce(&self, Evicted(keys): Evicted) {
+        for key in keys {
+            // No receiver is not an error: nothing is cached anywhere yet.
+            let _ = self.invalidations.send(key);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave an entry half-written in a way that
         // matters more than losing the whole store would.
@@ -75,15 +128,21 @@ fn is_session(key: &str) -> bool {
 
 impl Inner {
     fn remove(&mut self, key: &str) {
-        if let Some(e) = self.entries.remove(key) {
-            self.sessions -= usize::from(is_session(key));
-            self.by_expiry.remove(&(e.expires, key.to_string()));
-            for tag in e.tags {
-                if let Some(set) = self.tags.get_mut(&tag) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        self.tags.remove(&tag);
-                    }
+        let Some(e) = self.entries.remove(key) else {
+            return;
+        };
+        if is_session(key) {
+            self.sessions -= 1;
+            self.owners.remove(e.owner(key), e.expires, key);
+        } else {
+            self.others.remove(&(e.expires, key.to_string()));
+        }
+        self.by_expiry.remove(&(e.expires, key.to_string()));
+        for tag in e.tags {
+            if let Some(set) = self.tags.get_mut(&tag) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.tags.remove(&tag);
                 }
             }
         }
@@ -91,38 +150,70 @@ impl Inner {
 
     fn insert(
         &mut self,
-        capacity: usize,
+        limits: Limits,
         key: &str,
         value: Vec<u8>,
         ttl: Duration,
         tags: &[String],
-    ) {
+    ) -> Evicted {
         let now = Instant::now();
+        // A rewrite of an entry takes no room from anyone else.
         self.remove(key);
         self.sweep(now);
-        while self.entries.len() >= capacity {
-            let Some((_, oldest)) = self.by_expiry.first().cloned() else {
-                break;
-            };
-            self.remove(&oldest);
+        let entry = Entry {
+            value,
+            expires: now + ttl,
+            tags: tags.to_vec(),
+        };
+        let mut evicted = Vec::new();
+        if is_session(key) {
+            evicted = self.make_room_for_session(limits, entry.owner(key));
+            self.sessions += 1;
+            self.owners.add(entry.owner(key), entry.expires, key);
+        } else {
+            self.make_room_for_other(limits);
+            self.others.insert((entry.expires, key.to_string()));
         }
-        let expires = now + ttl;
-        self.by_expiry.insert((expires, key.to_string()));
+        self.by_expiry.insert((entry.expires, key.to_string()));
         for tag in tags {
             self.tags
                 .entry(tag.clone())
                 .or_default()
                 .insert(key.to_string());
         }
-        self.sessions += usize::from(is_session(key));
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                value,
-                expires,
-                tags: tags.to_vec(),
-            },
-        );
+        self.entries.insert(key.to_string(), entry);
+        Evicted(evicted)
+    }
+
+    /// Evicts the owner's own oldest sessions down to below their cap, then, while the store is
+    /// full, the oldest session of whoever holds the most (see `Owners::victim_for`).
+    fn make_room_for_session(&mut self, limits: Limits, owner: &str) -> Vec<String> {
+        let mut evicted = Vec::new();
+        while self.owners.count(owner) >= limits.per_user {
+            let Some(oldest) = self.owners.oldest_of(owner).map(str::to_string) else {
+                break;
+            };
+            self.remove(&oldest);
+            evicted.push(oldest);
+        }
+        while self.sessions >= limits.capacity {
+            let Some(victim) = self.owners.victim_for(owner).map(str::to_string) else {
+                break;
+            };
+            self.remove(&victim);
+            evicted.push(victim);
+        }
+        evicted
+    }
+
+    /// Markers and locks have their own budget: the one closest to expiry goes.
+    fn make_room_for_other(&mut self, limits: Limits) {
+        while self.others.len() >= limits.capacity {
+            let Some((_, oldest)) = self.others.first().cloned() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
     }
 
     fn sweep(&mut self, now: Instant) {
@@ -153,7 +244,8 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
         tags: &[String],
     ) -> Result<(), StoreError> {
-        self.lock().insert(self.capacity, key, value, ttl, tags);
+        let evicted = self.lock().insert(self.limits, key, value, ttl, tags);
+        self.announce(evicted);
         Ok(())
     }
 
@@ -176,7 +268,9 @@ impl SessionStore for MemoryStore {
         {
             return Ok(false);
         }
-        inner.insert(self.capacity, key, value, ttl, &[]);
+        let evicted = inner.insert(self.limits, key, value, ttl, &[]);
+        drop(inner);
+        self.announce(evicted);
         Ok(true)
     }
 
@@ -309,5 +403,208 @@ mod tests {
         assert_eq!(s.session_count(), Some(1));
         s.delete("abc").await.unwrap();
         assert_eq!(s.session_count(), Some(0));
+    }
+
+    fn ttl() -> Duration {
+        Duration::from_secs(600)
+    }
+
+    async fn login(s: &MemoryStore, key: &str, user: &str) {
+        s.put(
+            key,
+            vec![0; 8],
+            ttl(),
+            &[format!("user:{user}"), "sid:x".into()],
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn held(s: &MemoryStore, keys: &[&str]) -> Vec<bool> {
+        let mut out = Vec::new();
+        for k in keys {
+            out.push(s.get(k).await.unwrap().is_some());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn one_user_logging_in_over_and_over_never_evicts_another() {
+        let s = MemoryStore::new(4);
+        login(&s, "alice1", "alice").await;
+        for i in 0..100 {
+            login(&s, &format!("mallory{i}"), "mallory").await;
+        }
+        assert_eq!(
+            held(&s, &["alice1", "mallory99", "mallory97"]).await,
+            [true; 3]
+        );
+        assert_eq!(held(&s, &["mallory96", "mallory0"]).await, [false; 2]);
+        assert_eq!(s.session_count(), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_few_users_taking_turns_never_evict_a_user_with_fewer() {
+        let s = MemoryStore::new(6);
+        login(&s, "alice1", "alice").await;
+        login(&s, "bob1", "bob").await;
+        login(&s, "bob2", "bob").await;
+        for i in 0..50 {
+            let who = ["mallory", "eve"][i % 2];
+            login(&s, &format!("{who}{i}"), who).await;
+        }
+        assert_eq!(held(&s, &["alice1", "bob1", "bob2"]).await, [true; 3]);
+        assert_eq!(s.session_count(), Some(6));
+    }
+
+    #[tokio::test]
+    async fn a_full_store_makes_room_from_whoever_holds_the_most() {
+        let s = MemoryStore::new(6);
+        for (key, user) in [
+            ("c1", "carol"),
+            ("a1", "alice"),
+            ("b1", "bob"),
+            ("b2", "bob"),
+            ("c2", "carol"),
+            ("c3", "carol"),
+        ] {
+            login(&s, key, user).await;
+        }
+        login(&s, "d1", "dave").await;
+        assert_eq!(held(&s, &["c1"]).await, [false]);
+        assert_eq!(
+            held(&s, &["a1", "b1", "b2", "c2", "c3", "d1"]).await,
+            [true; 6]
+        );
+        // Now bob and carol hold two each: one of theirs goes, never alice's or dave's only one.
+        login(&s, "e1", "erin").await;
+        assert_eq!(held(&s, &["a1", "d1", "e1"]).await, [true; 3]);
+        assert_eq!(s.session_count(), Some(6));
+    }
+
+    #[tokio::test]
+    async fn a_user_over_their_cap_loses_their_own_oldest_session() {
+        let s = MemoryStore::new(100).with_sessions_per_user(3);
+        login(&s, "bob1", "bob").await;
+        for i in 0..5 {
+            login(&s, &format!("alice{i}"), "alice").await;
+        }
+        assert_eq!(
+            held(
+                &s,
+                &["alice0", "alice1", "alice2", "alice3", "alice4", "bob1"]
+            )
+            .await,
+            [false, false, true, true, true, true]
+        );
+        assert_eq!(s.session_count(), Some(4));
+        // Rewriting a held session (activity, refresh) takes nobody's place.
+        login(&s, "alice2", "alice").await;
+        assert_eq!(held(&s, &["alice2", "alice3", "alice4"]).await, [true; 3]);
+        assert_eq!(s.session_count(), Some(4));
+    }
+
+    #[tokio::test]
+    async fn evicted_sessions_are_announced_like_ended_ones() {
+        let s = MemoryStore::new(2).with_sessions_per_user(1);
+        let mut heard = s.invalidations();
+        login(&s, "alice1", "alice").await;
+        login(&s, "alice2", "alice").await;
+        login(&s, "bob1", "bob").await;
+        login(&s, "carol1", "carol").await;
+        assert_eq!(heard.try_recv().ok().as_deref(), Some("alice1"));
+        assert_eq!(heard.try_recv().ok().as_deref(), Some("alice2"));
+        assert!(heard.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn markers_and_locks_never_push_a_session_out() {
+        let s = MemoryStore::new(2);
+        login(&s, "alice1", "alice").await;
+        for i in 0..50 {
+            assert!(s
+                .put_if_absent(&format!("used:{i}"), vec![], ttl())
+                .await
+                .unwrap());
+        }
+        assert!(s.try_lock("refresh:alice1", ttl()).await.unwrap().is_some());
+        assert_eq!(held(&s, &["alice1", "used:49"]).await, [true, true]);
+        assert_eq!(held(&s, &["used:48", "used:0"]).await, [false, false]);
+        assert_eq!(s.session_count(), Some(1));
+        assert_eq!(s.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_session_count_stays_exact_through_eviction_expiry_and_rewrites() {
+        let s = MemoryStore::new(5).with_sessions_per_user(2);
+        let mut rng = crate::fuzz_inputs::Rng::new(0x5eed_0e71);
+        let users = ["alice", "bob", "carol", "mallory"];
+        for i in 0..400usize {
+            let key = format!("k{}", rng.below(60));
+            let user = users[rng.below(users.len())];
+            let ttl = Duration::from_millis(if i % 7 == 0 { 1 } else { 60_000 });
+            match rng.below(5) {
+                0 => s.delete(&key).await.unwrap(),
+                1 => {
+                    let _ = s.put_if_absent(&format!("used:{key}"), vec![], ttl).await;
+                }
+                _ => s
+                    .put(&key, vec![1], ttl, &[format!("user:{user}")])
+                    .await
+                    .unwrap(),
+            }
+            let inner = s.lock();
+            let sessions = inner.entries.keys().filter(|k| is_session(k)).count();
+            assert_eq!(inner.sessions, sessions);
+            assert!(sessions <= 5);
+            for user in users {
+                assert!(inner.owners.count(&format!("user:{user}")) <= 2);
+            }
+            assert_eq!(inner.by_expiry.len(), inner.entries.len());
+            assert_eq!(inner.others.len() + sessions, inner.entries.len());
+        }
+    }
+
+    /// With the real session layer: the user's tag is what the store counts per user.
+    #[tokio::test]
+    async fn a_users_repeated_logins_leave_other_users_sessions_loadable() {
+        use crate::session::{now_secs, SessionData, Sessions};
+        let store = std::sync::Arc::new(MemoryStore::new(3));
+        let sessions = Sessions::new(
+            store.clone(),
+            crate::session::crypto::KeyRing::generate(),
+            // No in-process copy: the store alone must answer.
+            crate::config::SessionSettings {
+                cache_ttl: Duration::ZERO,
+                ..Default::default()
+            },
+        );
+        let data = |user: &str| {
+            let now = now_secs();
+            SessionData {
+                sub: format!("{user}-sub"),
+                user: user.into(),
+                groups: vec![],
+                email: None,
+                sid: Some(format!("{user}-sid")),
+                id_token: String::new(),
+                access_token: String::new(),
+                refresh_token: None,
+                access_expires_at: None,
+                created_at: now,
+                ends_at: now + 3600,
+                last_seen: now,
+                refreshed_at: None,
+            }
+        };
+        let alice = sessions.create(&data("alice")).await.unwrap();
+        for _ in 0..20 {
+            sessions.create(&data("mallory")).await.unwrap();
+        }
+        assert_eq!(
+            sessions.load(&alice).await.unwrap().map(|s| s.data.user),
+            Some("alice".to_string())
+        );
+        assert_eq!(store.session_count(), Some(3));
     }
 }

@@ -954,7 +954,12 @@ async fn part_sessions(s: &Settings) -> Value {
     );
     let env = stack_env();
     let memory = {
-        let mut stack = Stack::start().await;
+        // Every login is the same user's: lift the per-user cap so each one stays a session.
+        let mut stack = Stack::start_with(Options {
+            session_extra: "  max_sessions_per_user: 1000000\n",
+            ..Options::default()
+        })
+        .await;
         restart(&mut stack.proxy, str::to_string, &env).await;
         let run = fill_sessions(
             s,

@@ -250,6 +250,7 @@ pub struct SessionSettings {
     pub max_lifetime: Duration,
     pub inactivity_timeout: Duration,
     pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
     /// How long a replica may answer from its in-process copy of a session.
     pub cache_ttl: Duration,
     pub cache_capacity: usize,
@@ -265,6 +266,7 @@ impl Default for SessionSettings {
             max_lifetime: Duration::from_secs(10 * 3600),
             inactivity_timeout: Duration::from_secs(3600),
             max_sessions: 100_000,
+            max_sessions_per_user: crate::session::memory::DEFAULT_SESSIONS_PER_USER,
             cache_ttl: Duration::from_secs(5),
             cache_capacity: 10_000,
         }

@@ -99,8 +99,11 @@ pub struct SessionSection {
     pub cookie_name: Option<Text>,
     pub max_lifetime: Option<Text>,
     pub inactivity_timeout: Option<Text>,
-    /// Upper bound of sessions the memory store keeps (least recently used go first).
+    /// Upper bound of sessions the memory store keeps (when full, the oldest session of whoever
+    /// holds the most goes).
     pub max_sessions: Option<Spanned<usize>>,
+    /// Sessions one user may hold in the memory store (their oldest goes first).
+    pub max_sessions_per_user: Option<Spanned<usize>>,
     /// How long a replica may answer from its own copy of a session (default 5s; 0 disables).
     pub cache_ttl: Option<Text>,
     pub redis: Option<RedisSection>,

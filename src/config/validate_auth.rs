@@ -268,6 +268,13 @@ impl Validator<'_> {
                 out.max_sessions = **n;
             }
         }
+        if let Some(n) = &s.max_sessions_per_user {
+            if **n == 0 {
+                self.report(n, "max_sessions_per_user must be at least 1");
+            } else {
+                out.max_sessions_per_user = **n;
+            }
+        }
         out
     }
 

@@ -296,7 +296,8 @@ pub async fn connect_store(
 ) -> Result<Arc<dyn SessionStore>, StoreError> {
     match &settings.store {
         crate::config::StoreKind::Memory => Ok(Arc::new(instrumented::Instrumented(Arc::new(
-            memory::MemoryStore::new(settings.max_sessions),
+            memory::MemoryStore::new(settings.max_sessions)
+                .with_sessions_per_user(settings.max_sessions_per_user),
         )))),
         crate::config::StoreKind::Redis(r) => {
             let urls: Vec<String> = r.urls.iter().map(|u| u.expose().to_string()).collect();

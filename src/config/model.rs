@@ -266,7 +266,9 @@ impl Default for SessionSettings {
             max_lifetime: Duration::from_secs(10 * 3600),
             inactivity_timeout: Duration::from_secs(3600),
             max_sessions: 100_000,
-            max_sessions_per_user: crate::session::memory::DEFAULT_SESSIONS_PER_USER,
+            // A browser's new login replaces its old session, so this is a generous number
+            // of browsers and devices per user.
+            max_sessions_per_user: 32,
             cache_ttl: Duration::from_secs(5),
             cache_capacity: 10_000,
         }

@@ -19,10 +19,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Sessions one user may hold unless configured: a browser's new login replaces its old
-/// session, so this is a generous number of browsers and devices.
-pub const DEFAULT_SESSIONS_PER_USER: usize = 32;
-
 pub struct MemoryStore {
     limits: Limits,
     inner: Mutex<Inner>,
@@ -67,12 +63,14 @@ impl Entry {
 }
 
 impl MemoryStore {
-    /// A store of at most `capacity` sessions, `DEFAULT_SESSIONS_PER_USER` per user.
+    /// A store of at most `capacity` sessions, with no cap per user below that until
+    /// [`MemoryStore::with_sessions_per_user`].
     pub fn new(capacity: usize) -> MemoryStore {
+        let capacity = capacity.max(1);
         MemoryStore {
             limits: Limits {
-                capacity: capacity.max(1),
-                per_user: DEFAULT_SESSIONS_PER_USER,
+                capacity,
+                per_user: capacity,
             },
             inner: Mutex::new(Inner::default()),
             invalidations: tokio::sync::broadcast::channel(1024).0,

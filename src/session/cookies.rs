@@ -57,8 +57,8 @@ impl OwnCookies {
 }
 
 /// A cookie name as the most lenient server would compare it: surrounding whitespace and
-/// quotes gone, ASCII lower case, `__Host-`/`__Secure-` prefixes (matched case-insensitively by
-/// RFC 6265bis §5.6, and by servers that strip them) removed, repeatedly.
+/// quotes gone, ASCII lower case, `__Host-`/`__Secure-` prefixes (which RFC 6265bis matches
+/// case-insensitively, and which some servers strip) removed, repeatedly.
 pub fn canonical_name(name: &str) -> String {
     let trim = |s: &str| {
         s.trim_matches(|c: char| c.is_whitespace() || c == '"')
@@ -90,7 +90,7 @@ fn names_a_server_may_read(cookie_string: &str) -> impl Iterator<Item = &str> {
 }
 
 /// What a browser sends back in its Cookie header for a cookie set by `set_cookie`: `name=value`,
-/// or only the value when the name is empty (RFC 6265bis §5.7.3 step 4).
+/// or only the value when the name is empty (RFC 6265bis, retrieval algorithm).
 fn sent_back(set_cookie: &str) -> String {
     let (name, value) = match Cookie::parse(set_cookie) {
         Ok(c) => (c.name().to_string(), c.value().to_string()),
@@ -106,8 +106,9 @@ fn sent_back(set_cookie: &str) -> String {
     }
 }
 
-/// RFC 6265bis §5.6 steps 1-4, for what the `cookie` crate refuses but browsers keep: a pair
-/// with no `=` (an empty name, the whole pair is the value) or nothing before the `=`.
+/// The name and value a browser parses out of a `Set-Cookie` field (RFC 6265bis §5.6), for what
+/// the `cookie` crate refuses but browsers keep: a pair with no `=` (an empty name, the whole
+/// pair is the value) or nothing before the `=`. Only SP and HTAB are trimmed.
 fn browser_name_value(set_cookie: &str) -> (&str, &str) {
     let wsp: &[char] = &[' ', '\t'];
     let pair = set_cookie.split(';').next().unwrap_or_default();

@@ -389,10 +389,7 @@ fn rfc3339(unix: u64) -> String {
 
 /// The provider may have been down at start: try once more before failing a login.
 async fn ensure_provider(oidc: &Oidc) -> Result<(), Failure> {
-    if oidc.provider.is_ready() {
-        return Ok(());
-    }
-    oidc.provider.discover().await.map_err(|e| {
+    oidc.provider.ready().await.map(drop).map_err(|e| {
         tracing::warn!(error = %e, "identity provider unavailable");
         Failure::AuthUnavailable
     })

@@ -69,7 +69,13 @@ pub struct Provider {
     pub http: reqwest::Client,
     state: ArcSwapOption<ProviderState>,
     last_jwks_fetch: Mutex<Option<Instant>>,
+    /// Held while a request fetches discovery itself; holds when the last such fetch failed.
+    cold_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
+
+/// After a failed fetch on a request's behalf, requests fail at once for this long instead of
+/// queueing behind another fetch to a provider that is down.
+const COLD_FETCH_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Provider {
     pub fn new(settings: OidcSettings) -> Provider {
@@ -86,11 +92,39 @@ impl Provider {
             http,
             state: ArcSwapOption::empty(),
             last_jwks_fetch: Mutex::new(None),
+            cold_fetch: tokio::sync::Mutex::new(None),
         }
     }
 
     pub fn state(&self) -> Result<std::sync::Arc<ProviderState>, ProviderError> {
         self.state.load_full().ok_or(ProviderError::NotReady)
+    }
+
+    /// The provider's view, fetched on this request's behalf if discovery has not completed yet
+    /// (the proxy serves before the start-up fetch is done, and a busy machine can make that
+    /// fetch slow): a valid token or login must not get 503 because the fetch was cold. One
+    /// request fetches; the others wait for it.
+    pub async fn ready(&self) -> Result<std::sync::Arc<ProviderState>, ProviderError> {
+        if let Ok(state) = self.state() {
+            return Ok(state);
+        }
+        let mut last_failure = self.cold_fetch.lock().await;
+        if let Ok(state) = self.state() {
+            return Ok(state);
+        }
+        if last_failure.is_some_and(|t| t.elapsed() < COLD_FETCH_RETRY_AFTER) {
+            return Err(ProviderError::NotReady);
+        }
+        match self.discover().await {
+            Ok(()) => {
+                *last_failure = None;
+                self.state()
+            }
+            Err(e) => {
+                *last_failure = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
 
     pub fn is_ready(&self) -> bool {

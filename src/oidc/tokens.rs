@@ -131,7 +131,7 @@ pub async fn exchange_code(
     verifier: &str,
     nonce: &str,
 ) -> Result<Tokens, TokenError> {
-    let state = provider.state()?;
+    let state = provider.ready().await?;
     let client = client(&provider.settings, &state)?;
     let assertion = client_assertion(&provider.settings, client.token_uri().as_str())?;
     let mut request = client
@@ -156,7 +156,7 @@ pub async fn refresh(
     refresh_token: &str,
     previous: &Identity,
 ) -> Result<Tokens, TokenError> {
-    let state = provider.state()?;
+    let state = provider.ready().await?;
     let client = client(&provider.settings, &state)?;
     let assertion = client_assertion(&provider.settings, client.token_uri().as_str())?;
     let token = RefreshToken::new(refresh_token.to_string());
@@ -387,7 +387,7 @@ pub fn identity_from_claims(
 /// of our audiences (`rules`), and dates that hold now. ID tokens are refused: they prove a
 /// login to us, they do not authorize API calls.
 pub async fn verify_bearer(provider: &Provider, token: &str) -> Result<Identity, TokenError> {
-    match verify_bearer_with(provider, &*provider.state()?, token) {
+    match verify_bearer_with(provider, &*provider.ready().await?, token) {
         Err(TokenError::UnknownKey) if provider.refresh_keys().await => {
             verify_bearer_with(provider, &*provider.state()?, token)
         }

@@ -212,3 +212,32 @@ async fn a_rotated_signing_key_is_picked_up() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// A replica that serves before its provider fetch has succeeded (a busy machine, a provider
+/// briefly down at start) fetches on the first request's behalf instead of answering 503: the
+/// cause of a flaky 503 for a valid bearer token on a fresh clone under load.
+#[tokio::test]
+async fn a_valid_bearer_token_is_served_before_the_start_up_discovery_has_succeeded() {
+    let stack = Stack::start().await;
+    let discovery = "/.well-known/openid-configuration";
+    stack.idp.fail_endpoint(discovery, 503, 1_000);
+    stack.idp.reset_counters();
+    let replica = stack.replica().await;
+    // The replica's own start-up fetch has failed; its next try is a backoff away.
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(10), || async {
+            stack.idp.counters().discovery_requests >= 1
+        })
+        .await,
+        "the replica never tried discovery"
+    );
+    stack.idp.fail_endpoint(discovery, 503, 0);
+    let bob = TestUser::new("bob-sub", "bob");
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}/api/items", replica.addr))
+        .bearer_auth(stack.idp.access_token_for(&bob, "portcullis"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 200, "{}", replica.log());
+}

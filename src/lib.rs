@@ -18,6 +18,7 @@ pub mod header_names;
 pub mod health;
 pub mod host;
 pub mod identity;
+pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
 pub mod oidc;

@@ -1,12 +1,15 @@
 //! The service behind every client listener: counts client connections (HTTP/1.x and h2
-//! alike), hands h2 to Pingora, and runs HTTP/1.x keep-alive itself so that each request head
-//! is read under a whole-head deadline (see `head_deadline`).
+//! alike), hands h2 to Pingora with its header memory bounded, and runs HTTP/1.x keep-alive
+//! itself so that each request head is read under a whole-head deadline and size budget (see
+//! `head_deadline`).
 
-use crate::head_deadline::{HeadClock, HeadDeadline};
+use crate::config::ServerSettings;
+use crate::head_deadline::{head_budget, HeadClock, HeadDeadline, HeadLimits};
 use crate::metrics::ConnectionOpen;
 use crate::proxy::Portcullis;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ServerApp};
+use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
@@ -14,53 +17,75 @@ use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What bounds a client connection, from the `server:` settings (read once, at start).
 #[derive(Debug, Clone, Copy)]
-pub struct ClientTimeouts {
+pub struct ClientLimits {
     /// From a head's first byte to its last.
-    pub request_header: Duration,
+    pub request_header_timeout: Duration,
     /// Between requests on one connection (HTTP/1.x keep-alive, h2 without open streams).
     pub keepalive: Duration,
+    pub max_request_header_size: usize,
+    pub max_request_headers: usize,
+}
+
+impl ClientLimits {
+    pub fn from_settings(s: &ServerSettings) -> ClientLimits {
+        ClientLimits {
+            request_header_timeout: s.request_header_timeout,
+            keepalive: s.keepalive_timeout,
+            max_request_header_size: s.max_request_header_size,
+            max_request_headers: s.max_request_headers,
+        }
+    }
+
+    fn head(&self) -> HeadLimits {
+        HeadLimits {
+            time: self.request_header_timeout,
+            bytes: head_budget(self.max_request_header_size),
+        }
+    }
+
+    /// The h2 crate buffers a header block (HEADERS and CONTINUATION frames) up to its
+    /// `max_header_list_size` (16 MiB unless told; Pingora 0.9.1 says 64 KiB) and answers 431
+    /// beyond it, and ends a CONTINUATION flood after that many bytes' worth of frames. It
+    /// counts 32 bytes of overhead per field (RFC 7541 §4.1) where the proxy's post-parse check
+    /// counts 4: allowing 32 per permitted field (and the head slack for the pseudo-headers)
+    /// keeps h2 from refusing a head that check accepts, and h2 memory of the same order.
+    fn h2_header_list_size(&self) -> u32 {
+        let size = head_budget(self.max_request_header_size)
+            .saturating_add(self.max_request_headers.saturating_mul(32));
+        u32::try_from(size).unwrap_or(u32::MAX)
+    }
 }
 
 pub struct Downstream {
     proxy: Arc<HttpProxy<Portcullis>>,
-    timeouts: ClientTimeouts,
+    limits: ClientLimits,
 }
 
 impl Downstream {
-    pub fn new(mut proxy: HttpProxy<Portcullis>, timeouts: ClientTimeouts) -> Downstream {
+    pub fn new(mut proxy: HttpProxy<Portcullis>, limits: ClientLimits) -> Downstream {
         let mut options = HttpServerOptions::default();
-        options.h2_idle_timeout = Some(timeouts.keepalive);
+        options.h2_idle_timeout = Some(limits.keepalive);
         proxy.server_options = Some(options);
+        // Starting from Pingora's defaults keeps its bound on concurrent streams.
+        let mut h2 = default_h2_options();
+        h2.max_header_list_size(limits.h2_header_list_size());
+        proxy.h2_options = Some(h2);
         Downstream {
             proxy: Arc::new(proxy),
-            timeouts,
+            limits,
         }
     }
 
     /// Pingora's keep-alive is whole seconds; a sub-second setting still allows reuse.
     fn keepalive_secs(&self) -> u64 {
-        self.timeouts.keepalive.as_secs().max(1)
+        self.limits.keepalive.as_secs().max(1)
     }
-}
 
-#[async_trait]
-impl ServerApp for Downstream {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let _open = ConnectionOpen::start();
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.proxy.process_new(stream, shutdown).await;
-        }
+    async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let clock = HeadClock::new();
-        let stream: Stream = Box::new(HeadDeadline::new(
-            stream,
-            clock.clone(),
-            self.timeouts.request_header,
-        ));
+        let stream: Stream = Box::new(HeadDeadline::new(stream, clock.clone(), self.limits.head()));
         let mut session = ServerSession::new_http1(stream);
         loop {
             if *shutdown.borrow() {
@@ -78,6 +103,21 @@ impl ServerApp for Downstream {
                 settings.apply_to_session(&mut session);
             }
         }
+    }
+}
+
+#[async_trait]
+impl ServerApp for Downstream {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _open = ConnectionOpen::start();
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return self.proxy.process_new(stream, shutdown).await;
+        }
+        self.serve_http1(stream, shutdown).await
     }
 
     async fn cleanup(&self) {

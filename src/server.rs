@@ -2,7 +2,7 @@
 //! service and the background services. Runs until a signal stops it.
 
 use crate::config::Config;
-use crate::downstream::{ClientTimeouts, Downstream};
+use crate::downstream::{ClientLimits, Downstream};
 use crate::health::HealthChecks;
 use crate::oidc::provider::ProviderWatch;
 use crate::oidc::Oidc;
@@ -59,14 +59,11 @@ pub fn run(config: Config, options: RunOptions) -> ! {
             .collect(),
         redirect_to_https,
     };
-    let timeouts = ClientTimeouts {
-        request_header: config.server.request_header_timeout,
-        keepalive: config.server.keepalive_timeout,
-    };
+    let limits = ClientLimits::from_settings(&config.server);
     let server_conf = server.configuration.clone();
     let service = |name: &str, edge: Portcullis| {
         let proxy = pingora::proxy::http_proxy(&server_conf, edge);
-        Service::new(name.to_string(), Downstream::new(proxy, timeouts))
+        Service::new(name.to_string(), Downstream::new(proxy, limits))
     };
     let mut proxy = service("portcullis", edge(None));
     let mut resolvers = Vec::new();

@@ -35,6 +35,8 @@ pub struct ServerSettings {
     pub max_request_headers: usize,
     pub request_header_timeout: Duration,
     pub keepalive_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

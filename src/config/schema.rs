@@ -170,6 +170,12 @@ pub struct ServerSection {
     pub request_header_timeout: Option<Text>,
     /// How long a client connection may sit idle between requests (default `60s`).
     pub keepalive_timeout: Option<Text>,
+    /// Client connections open at once, all listeners together (default 8192); more are
+    /// refused at accept.
+    pub max_connections: Option<Spanned<usize>>,
+    /// Client connections open at once from one client address (an IPv6 /64 counts as one
+    /// address; default 1024); more are refused at accept.
+    pub max_connections_per_client: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,21 @@ pub(super) struct Validator<'a> {
 /// The placeholder a desktop route carries in its prefix.
 pub const DESKTOP_PLACEHOLDER: &str = "{id}";
 
+/// Pingora refuses a head of more than 1 MiB itself (a 400, after buffering it); ours must stay
+/// well below so that the 431, read-side, is the answer. No browser sends heads this large.
+const MAX_REQUEST_HEADER_SIZE_CEILING: u64 = 512 * 1024;
+
+/// Each client connection may hold an upstream connection too: 8192 of them need some 16,400
+/// file descriptors (raise `ulimit -n` to match), and mid-head they hold at most 8192 × 64 KiB
+/// = 512 MiB of head buffers at the default `max_request_header_size`. nginx and HAProxy ship
+/// with limits of this order (`worker_connections` × workers, `maxconn`).
+const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+
+/// An eighth of the total: one address cannot starve the others, and can hold at most 64 MiB of
+/// head buffers. An office of several hundred people behind one NAT address (h2: one connection
+/// per browser and origin, plus remote-desktop tunnels) stays below it.
+const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
+
 impl<'a> Validator<'a> {
     pub fn new(sources: &'a Sources) -> Self {
         Validator {
@@ -87,6 +102,7 @@ impl<'a> Validator<'a> {
             Some(t) => **t,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let (max_connections, max_connections_per_client) = self.connection_caps(s);
         ServerSettings {
             threads,
             work_stealing: s.work_stealing.unwrap_or(true),
@@ -96,11 +112,63 @@ impl<'a> Validator<'a> {
             upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(128),
             pid_file: s.pid_file.clone(),
             upgrade_sock: s.upgrade_sock.clone(),
-            max_request_header_size: self.size(&s.max_request_header_size, 32 * 1024) as usize,
+            max_request_header_size: self.max_request_header_size(s),
             max_request_headers: s.max_request_headers.as_ref().map_or(100, |n| **n),
             request_header_timeout: self
                 .duration(&s.request_header_timeout, Duration::from_secs(10)),
             keepalive_timeout: self.duration(&s.keepalive_timeout, Duration::from_secs(60)),
+            max_connections,
+            max_connections_per_client,
+        }
+    }
+
+    fn max_request_header_size(&mut self, s: &ServerSection) -> usize {
+        let size = self.size(&s.max_request_header_size, 32 * 1024);
+        match &s.max_request_header_size {
+            Some(text) if size > MAX_REQUEST_HEADER_SIZE_CEILING => {
+                self.report(
+                    text,
+                    format!(
+                        "max_request_header_size may be at most {}KiB: Pingora refuses larger \
+                         heads itself, with a 400 and after buffering them",
+                        MAX_REQUEST_HEADER_SIZE_CEILING >> 10
+                    ),
+                );
+                32 * 1024
+            }
+            _ => size as usize,
+        }
+    }
+
+    /// Returns `(max_connections, max_connections_per_client)`.
+    fn connection_caps(&mut self, s: &ServerSection) -> (usize, usize) {
+        let total = self.positive_count(&s.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let per_client = match &s.max_connections_per_client {
+            None => DEFAULT_MAX_CONNECTIONS_PER_CLIENT.min(total),
+            Some(n) if **n > total => {
+                self.report(
+                    n,
+                    format!(
+                        "max_connections_per_client ({}) exceeds max_connections ({total}); \
+                         to turn the per-client cap off, set it equal to max_connections",
+                        **n
+                    ),
+                );
+                total
+            }
+            Some(_) => self.positive_count(&s.max_connections_per_client, total),
+        };
+        (total, per_client)
+    }
+
+    fn positive_count(&mut self, value: &Option<Spanned<usize>>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(n) if **n == 0 => {
+                self.report(n, "must be at least 1");
+                default
+            }
+            Some(n) => **n,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod background;
 pub mod canonical;
 pub mod config;
+pub mod conn_limits;
 pub mod dispatch;
 pub mod downstream;
 pub mod forwarding;

@@ -1,10 +1,12 @@
-//! The service behind every client listener: counts client connections (HTTP/1.x and h2
-//! alike), hands h2 to Pingora with its header memory bounded, and runs HTTP/1.x keep-alive
-//! itself so that each request head is read under a whole-head deadline and size budget (see
-//! `head_deadline`).
+//! The service behind every client listener: admits client connections under the connection
+//! caps (`conn_limits`) and counts them (HTTP/1.x and h2 alike), hands h2 to Pingora with its
+//! header memory bounded, and runs HTTP/1.x keep-alive itself so that each request head is
+//! read under a whole-head deadline and size budget (see `head_deadline`).
 
 use crate::config::ServerSettings;
+use crate::conn_limits::{ConnectionCaps, Refusal};
 use crate::head_deadline::{head_budget, HeadClock, HeadDeadline, HeadLimits};
+use crate::log_throttle::LogThrottle;
 use crate::metrics::ConnectionOpen;
 use crate::proxy::Portcullis;
 use async_trait::async_trait;
@@ -14,8 +16,10 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 /// What bounds a client connection, from the `server:` settings (read once, at start).
 #[derive(Debug, Clone, Copy)]
@@ -58,13 +62,28 @@ impl ClientLimits {
     }
 }
 
+/// Best effort, before the client has sent anything: the connection is closed right after.
+const OVER_CAPACITY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// Long enough for a local socket buffer, short enough that refused connections do not pile up.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(500);
+
+static REFUSED_TOTAL: LogThrottle = LogThrottle::per_second();
+static REFUSED_PER_CLIENT: LogThrottle = LogThrottle::per_second();
+
 pub struct Downstream {
     proxy: Arc<HttpProxy<Portcullis>>,
     limits: ClientLimits,
+    caps: Arc<ConnectionCaps>,
 }
 
 impl Downstream {
-    pub fn new(mut proxy: HttpProxy<Portcullis>, limits: ClientLimits) -> Downstream {
+    /// `caps` is shared by every client listener: the total cap counts them all.
+    pub fn new(
+        mut proxy: HttpProxy<Portcullis>,
+        limits: ClientLimits,
+        caps: Arc<ConnectionCaps>,
+    ) -> Downstream {
         let mut options = HttpServerOptions::default();
         options.h2_idle_timeout = Some(limits.keepalive);
         proxy.server_options = Some(options);
@@ -75,6 +94,7 @@ impl Downstream {
         Downstream {
             proxy: Arc::new(proxy),
             limits,
+            caps,
         }
     }
 
@@ -113,7 +133,16 @@ impl ServerApp for Downstream {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let _open = ConnectionOpen::start();
+        let client = client_ip(&stream);
+        let permit = match self.caps.admit(client) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                refuse(stream, refusal, client).await;
+                return None;
+            }
+        };
+        // Fields drop in order: the slot is free before the gauge says the connection is gone.
+        let _held = (permit, ConnectionOpen::start());
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return self.proxy.process_new(stream, shutdown).await;
         }
@@ -123,4 +152,39 @@ impl ServerApp for Downstream {
     async fn cleanup(&self) {
         self.proxy.http_cleanup().await;
     }
+}
+
+fn client_ip(stream: &Stream) -> Option<IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    Some(digest.peer_addr()?.as_inet()?.ip())
+}
+
+/// Counts and logs a refused connection and closes it: HTTP/1.x clients get a short 503 first
+/// (h2 clients would need a whole connection preface; closing tells them as much).
+async fn refuse(mut stream: Stream, refusal: Refusal, client: Option<IpAddr>) {
+    crate::metrics::metrics()
+        .limits_exceeded
+        .with_label_values(&[refusal.setting()])
+        .inc();
+    let throttle = match refusal {
+        Refusal::Total => &REFUSED_TOTAL,
+        Refusal::PerClient => &REFUSED_PER_CLIENT,
+    };
+    if let Some(suppressed) = throttle.admit() {
+        tracing::info!(
+            client = %client.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            limit = refusal.setting(),
+            suppressed,
+            "connection refused: too many open connections"
+        );
+    }
+    if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        return;
+    }
+    let answer = async {
+        stream.write_all(OVER_CAPACITY).await?;
+        stream.flush().await?;
+        AsyncWriteExt::shutdown(&mut stream).await
+    };
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, answer).await;
 }

@@ -2,6 +2,7 @@
 //! service and the background services. Runs until a signal stops it.
 
 use crate::config::Config;
+use crate::conn_limits::ConnectionCaps;
 use crate::downstream::{ClientLimits, Downstream};
 use crate::health::HealthChecks;
 use crate::oidc::provider::ProviderWatch;
@@ -60,10 +61,18 @@ pub fn run(config: Config, options: RunOptions) -> ! {
         redirect_to_https,
     };
     let limits = ClientLimits::from_settings(&config.server);
+    // One for every client listener, redirect listeners included: the total cap is per process.
+    let caps = ConnectionCaps::new(
+        config.server.max_connections,
+        config.server.max_connections_per_client,
+    );
     let server_conf = server.configuration.clone();
     let service = |name: &str, edge: Portcullis| {
         let proxy = pingora::proxy::http_proxy(&server_conf, edge);
-        Service::new(name.to_string(), Downstream::new(proxy, limits))
+        Service::new(
+            name.to_string(),
+            Downstream::new(proxy, limits, caps.clone()),
+        )
     };
     let mut proxy = service("portcullis", edge(None));
     let mut resolvers = Vec::new();

@@ -22,14 +22,15 @@ pub const DESKTOP_PLACEHOLDER: &str = "{id}";
 const MAX_REQUEST_HEADER_SIZE_CEILING: u64 = 512 * 1024;
 
 /// Each client connection may hold an upstream connection too: 8192 of them need some 16,400
-/// file descriptors (raise `ulimit -n` to match), and mid-head they hold at most 8192 × 64 KiB
-/// = 512 MiB of head buffers at the default `max_request_header_size`. nginx and HAProxy ship
-/// with limits of this order (`worker_connections` × workers, `maxconn`).
+/// file descriptors (raise `ulimit -n` to match). An open connection costs ~40 KiB, and
+/// mid-head up to 64 KiB more at the default `max_request_header_size`: 8192 of them at most
+/// ~800 MiB. nginx and HAProxy ship with limits of this order (`worker_connections` × workers,
+/// `maxconn`).
 const DEFAULT_MAX_CONNECTIONS: usize = 8192;
 
-/// An eighth of the total: one address cannot starve the others, and can hold at most 64 MiB of
-/// head buffers. An office of several hundred people behind one NAT address (h2: one connection
-/// per browser and origin, plus remote-desktop tunnels) stays below it.
+/// An eighth of the total: one address cannot starve the others, and can hold at most ~100 MiB.
+/// An office of several hundred people behind one NAT address (h2: one connection per browser
+/// and origin, plus remote-desktop tunnels) stays below it.
 const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
 
 impl<'a> Validator<'a> {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 LAYERS = [
     # Leaves: import nothing from the crate.
-    {"clock", "secret", "request", "failure", "endpoints_paths", "header_names", "host",
+    {"clock", "secret", "request", "failure", "oauth2_paths", "plugin_answer", "user", "header_names", "host",
      "path", "request_id", "fuzz_inputs", "log_throttle"},
     # Shared services that only leaves feed.
     {"metrics", "pages", "logging", "background", "head_deadline", "conn_limits"},

@@ -7,7 +7,6 @@ use crate::pages::Failure;
 use crate::router::{RouteIndex, RouteMatch};
 use crate::runtime::Runtime;
 use crate::upstreams::{Desktop, Pool};
-use pingora::http::authority::{is_http_family_scheme, raw_target_authority, RawTargetAuthority};
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -124,34 +123,12 @@ const ENCODED_SEPARATOR: &str = "The path holds an encoded slash or backslash.";
 
 /// `/oauth2/…` in any case: a case-insensitive upstream would serve `/OAuth2/session` as ours.
 fn is_own_endpoint(path: &str) -> bool {
-    let prefix = crate::oidc::endpoints::PREFIX;
+    let prefix = crate::oauth2_paths::PREFIX;
     path.get(..prefix.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
-/// The Host header, or the authority of an HTTP/2 or absolute-form request.
-/// The host a request is for. An absolute-form target (`GET http://a.example/ HTTP/1.1`) or
-/// h2's `:authority` wins over `Host` (RFC 9112 §3.2.2), as it does for Pingora when it
-/// forwards the request: Pingora keeps an h1 target's authority out of `uri` and fills in the
-/// upstream's `Host` from it, so routing must read it from the raw target too.
-pub fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| absolute_form_authority(req.raw_path()))
-        .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok())
-}
-
-fn absolute_form_authority(target: &[u8]) -> Option<&str> {
-    match raw_target_authority(target) {
-        RawTargetAuthority::Absolute {
-            scheme, authority, ..
-        } if is_http_family_scheme(scheme) => std::str::from_utf8(authority)
-            .ok()
-            .filter(|a| !a.is_empty()),
-        _ => None,
-    }
-}
+pub use crate::request::request_host;
 
 /// A request with several `Host` fields, or one whose host has no canonical form, gets 400
 /// (RFC 9112 §3.2): two parties reading different hosts is how host-based rules are bypassed.

@@ -48,7 +48,11 @@ pub async fn check(
             let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
             let target = redirect::from_request_target(path_and_query);
             Verdict::Login {
-                location: format!("/oauth2/login?redirect={}", target.to_query_value()),
+                location: format!(
+                    "{}?redirect={}",
+                    crate::oauth2_paths::LOGIN,
+                    target.to_query_value()
+                ),
             }
         }
         Ok(None) => Verdict::Deny(Failure::Unauthorized),
@@ -86,7 +90,7 @@ fn forged_by_another_origin(req: &RequestHeader, route: &RouteSpec, auth: &Authe
 /// The browser says a page of neither the request's own origin nor one of the route's
 /// `origins` started the request. Clients that say nothing are not browsers.
 fn from_another_origin(req: &RequestHeader, route: &RouteSpec) -> bool {
-    let host = crate::dispatch::request_host(req);
+    let host = crate::request::request_host(req);
     cross_origin::initiator(req, host, &route.websocket_origins) == Initiator::CrossOrigin
 }
 

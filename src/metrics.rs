@@ -212,5 +212,5 @@ pub fn config_loaded(hash: u64) {
     m.config_info
         .with_label_values(&[&format!("{hash:016x}")])
         .set(1);
-    m.config_loaded.set(crate::session::now_secs() as i64);
+    m.config_loaded.set(crate::clock::now_secs() as i64);
 }

@@ -277,7 +277,7 @@ impl Reply {
     }
 
     /// A plugin's answer (its headers were checked when the script returned them).
-    pub fn from_plugin(answer: crate::plugins::Answer) -> Reply {
+    pub fn from_plugin(answer: crate::plugin_answer::Answer) -> Reply {
         let mut reply = Reply::new(answer.status, Bytes::from(answer.body));
         reply.headers = answer.headers;
         reply

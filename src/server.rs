@@ -135,7 +135,7 @@ pub fn run(config: Config, options: RunOptions) -> ! {
         server.add_service(background_service(
             "sessions",
             SessionWatch {
-                oidc,
+                sessions: oidc.sessions.clone(),
                 tunnels: tunnels.clone(),
             },
         ));

@@ -178,24 +178,7 @@ pub struct DesktopSpec {
     pub tls: bool,
 }
 
-/// A secret from the config: never printed, logged or compared in variable time by us.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OidcSettings {
@@ -216,10 +199,14 @@ pub struct OidcSettings {
 
 impl OidcSettings {
     pub fn callback_url(&self) -> String {
-        format!("{}/oauth2/callback", self.public_url)
+        format!("{}{}", self.public_url, crate::oauth2_paths::CALLBACK)
     }
     pub fn logout_callback_url(&self) -> String {
-        format!("{}/oauth2/logout/callback", self.public_url)
+        format!(
+            "{}{}",
+            self.public_url,
+            crate::oauth2_paths::LOGOUT_CALLBACK
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use crate::session::cookies;
 use crate::session::{now_secs, Session, SessionData};
 use pingora::http::RequestHeader;
 
-pub const PREFIX: &str = "/oauth2/";
+pub use crate::oauth2_paths::PREFIX;
 /// Binds the sealed logout `state` to its purpose, so no other sealed value can stand in.
 const LOGOUT_STATE_AAD: &[u8] = b"portcullis logout state";
 
@@ -183,7 +183,7 @@ async fn logout(
     req: &RequestHeader,
     redirect: Option<&str>,
 ) -> Result<Reply, Failure> {
-    let host = crate::dispatch::request_host(req);
+    let host = crate::request::request_host(req);
     match req.method {
         http::Method::GET if cross_origin::is_first_party_navigation(req, host) => {
             end_session(oidc, req, redirect, 302).await
@@ -214,7 +214,7 @@ fn confirm_logout(oidc: &Oidc, redirect: Option<&str>) -> Reply {
 /// State-changing endpoints answer pages of our own origin only (the proxy's endpoints belong
 /// to no route, so no route's `origins` apply), and clients that are not browsers.
 fn refuse_other_origins(req: &RequestHeader) -> Result<(), Failure> {
-    let host = crate::dispatch::request_host(req);
+    let host = crate::request::request_host(req);
     if cross_origin::initiator(req, host, &[]) == Initiator::CrossOrigin {
         tracing::info!(
             path = %req.uri.path(),

@@ -28,7 +28,8 @@ const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 pub struct Oidc {
     pub provider: Provider,
-    pub sessions: Sessions,
+    /// Shared with the session watch, which applies other replicas' invalidations to it.
+    pub sessions: Arc<Sessions>,
     /// One refresh at a time per session: concurrent requests wait and reuse the result.
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     own_cookies: cookies::OwnCookies,
@@ -77,7 +78,7 @@ impl Oidc {
         );
         Ok(Some(Oidc {
             provider: Provider::new(settings),
-            sessions: Sessions::new(store, keys, config.session.clone()),
+            sessions: Arc::new(Sessions::new(store, keys, config.session.clone())),
             refreshing: Mutex::new(HashMap::new()),
             own_cookies,
         }))

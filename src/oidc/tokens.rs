@@ -48,15 +48,7 @@ pub enum TokenError {
     MissingClaim(String),
 }
 
-/// The identity a verified token speaks for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
-    pub sub: String,
-    pub user: String,
-    pub groups: Vec<String>,
-    pub email: Option<String>,
-    pub sid: Option<String>,
-}
+pub use crate::user::Identity;
 
 /// Tokens from one token-endpoint answer, with the verified identity of its ID token.
 pub struct Tokens {

@@ -3,7 +3,7 @@
 //! built once per state, lent to one call only (Lua scopes): a script cannot keep a request
 //! past its phase.
 
-use crate::oidc::tokens::Identity;
+use crate::user::Identity;
 use mlua::{UserData, UserDataFields, UserDataMethods, Value};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
@@ -57,7 +57,7 @@ fn request_fields<T: Exchange, F: UserDataFields<T>>(fields: &mut F) {
         Ok(t.request().uri.query().map(str::to_string))
     });
     fields.add_field_method_get("host", |_, t| {
-        Ok(crate::dispatch::request_host(t.request()).map(str::to_string))
+        Ok(crate::request::request_host(t.request()).map(str::to_string))
     });
     fields.add_field_method_get("client_ip", |_, t| {
         Ok(t.context().client_ip.map(|ip| ip.to_string()))

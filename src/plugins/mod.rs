@@ -54,13 +54,7 @@ pub fn check(source: &str, path: &str, config: &serde_json::Value) -> Result<Che
     Ok(checked)
 }
 
-/// An answer a script gave instead of the upstream's.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    pub body: Vec<u8>,
-}
+pub use crate::plugin_answer::Answer;
 
 #[derive(Debug, thiserror::Error)]
 #[error("plugin {plugin}: {message}")]

@@ -23,7 +23,7 @@ use crypto::KeyRing;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use store::{SessionStore, StoreError};
 use zeroize::Zeroizing;
 
@@ -47,12 +47,7 @@ pub struct SessionData {
     pub last_seen: u64,
     pub refreshed_at: Option<u64>,
 }
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::clock::now_secs;
 
 /// A live session, with what it takes to read and rewrite it.
 #[derive(Clone)]

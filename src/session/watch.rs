@@ -1,7 +1,7 @@
 //! Keeps every replica's view of sessions current: applies invalidations from the store to the
 //! in-process cache, and closes WebSocket tunnels whose session has ended, within a second.
 
-use crate::oidc::Oidc;
+use super::Sessions;
 use crate::tunnels::Tunnels;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -14,14 +14,14 @@ use tokio::sync::broadcast::error::RecvError;
 const SWEEP: Duration = Duration::from_millis(500);
 
 pub struct SessionWatch {
-    pub oidc: Arc<Oidc>,
+    pub sessions: Arc<Sessions>,
     pub tunnels: Arc<Tunnels>,
 }
 
 #[async_trait]
 impl BackgroundService for SessionWatch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let sessions = &self.oidc.sessions;
+        let sessions = &self.sessions;
         let mut invalidations = sessions.store().invalidations();
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -56,7 +56,7 @@ impl SessionWatch {
     /// `*`/`None` for all. A store error keeps tunnels open: they were authenticated, and a
     /// store outage must not cut every desktop.
     async fn check_tunnels(&self, only: Option<&str>) {
-        let sessions = &self.oidc.sessions;
+        let sessions = &self.sessions;
         for (id, handle) in self.tunnels.sessions() {
             if only.is_some_and(|k| k != "*" && k != handle.key) {
                 continue;

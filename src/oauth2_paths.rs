@@ -1,0 +1,12 @@
+//! The proxy's own paths. Everything under `PREFIX` is answered by the proxy and never
+//! forwarded; the router, the gate, the config and the OIDC endpoints all name these paths,
+//! so they live in one leaf that imports nothing from the crate.
+
+/// Reserved for the proxy's endpoints on every host.
+pub const PREFIX: &str = "/oauth2/";
+/// Starts a login; takes `?redirect=` (a same-site path).
+pub const LOGIN: &str = "/oauth2/login";
+/// Where the provider sends the browser back with `code` and `state`.
+pub const CALLBACK: &str = "/oauth2/callback";
+/// Where the provider lands after RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
+pub const LOGOUT_CALLBACK: &str = "/oauth2/logout/callback";

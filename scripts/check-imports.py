@@ -19,15 +19,16 @@ LAYERS = [
     # Shared services that only leaves feed.
     {"metrics", "pages", "logging", "background", "head_deadline", "conn_limits"},
     # Components: each owns its spec and its build.
-    {"router", "upstreams", "tls", "session", "plugins", "health", "tunnels", "identity",
-     "forwarding", "canonical"},
+    {"router", "upstreams", "tls", "session", "plugins", "tunnels", "forwarding", "canonical"},
     {"oidc"},
     # The file format, which knows every component's spec.
     {"config"},
     # Assembly: builds the snapshot from the config; wires services.
-    {"runtime", "reload", "probes", "admin"},
+    # health and the session watch are background services over what the assembly built.
+    {"runtime", "reload", "probes", "admin", "health", "session_watch"},
     # The request path.
-    {"dispatch", "gate", "proxy", "downstream"},
+    # identity writes who a request speaks for into its headers: a step of the request path.
+    {"dispatch", "gate", "identity", "proxy", "downstream"},
     {"server"},
 ]
 

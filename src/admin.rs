@@ -3,7 +3,7 @@
 //! store's invalidation messages.
 
 use crate::config::{Config, StoreKind};
-use crate::session::crypto::KeyRing;
+use crate::session::spec::build_keys;
 use crate::session::{connect_store, Sessions, Tagged};
 
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +12,8 @@ pub enum AdminError {
     MemoryStore,
     #[error("`portcullis sessions` needs the same `session.key` as the proxies (it finds sessions by keyed digests)")]
     NoKey,
+    #[error("session.key: {0}")]
+    Keys(#[from] crate::session::spec::BuildError),
     #[error("{0}")]
     Store(#[from] crate::session::store::StoreError),
     #[error("a session id is the 64-hex-digit key that `sessions list` prints")]
@@ -30,8 +32,8 @@ async fn sessions(config: &Config) -> Result<Sessions, AdminError> {
     if config.session.keys.is_empty() {
         return Err(AdminError::NoKey);
     }
-    let encoded: Vec<&str> = config.session.keys.iter().map(|k| k.expose()).collect();
-    let keys = KeyRing::from_encoded(&encoded).map_err(|_| AdminError::NoKey)?;
+    // The same decoding as the proxies' (`runtime::build_fixed`).
+    let keys = build_keys(&config.session.keys)?;
     let store = connect_store(&config.session).await?;
     store.ping().await?;
     Ok(Sessions::new(store, keys, config.session.clone()))

@@ -2,11 +2,11 @@
 //! target it goes to, or which answer the proxy gives instead.
 
 use crate::canonical::Canonical;
-use crate::config::{HashKey, Selection};
 use crate::pages::Failure;
 use crate::router::{RouteIndex, RouteMatch};
 use crate::runtime::Runtime;
 use crate::upstreams::{Desktop, Pool};
+use crate::upstreams::{HashKey, Selection};
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -2,10 +2,10 @@
 
 pub mod cross_origin;
 
-use crate::config::{Auth, RouteSpec};
 use crate::oidc::redirect;
 use crate::oidc::{AuthError, Authenticated, Oidc};
 use crate::pages::Failure;
+use crate::router::{Auth, RouteSpec};
 use cross_origin::Initiator;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::common::is_upgrade_req;

@@ -1,10 +1,10 @@
 //! Identity to upstreams: the verified user, groups and email as headers, and nothing a client
 //! sent in their place. Plus the authorization rules (`allow`) that read the same identity.
 
-use crate::config::{Allow, IdentityHeaderNames};
 use crate::header_names::same_variable;
 use crate::oidc::tokens::Identity;
 use crate::oidc::Authenticated;
+use crate::{router::Allow, user::IdentityHeaderNames};
 use pingora::http::RequestHeader;
 
 /// Names stripped from every client request whatever the config says, because upstreams of

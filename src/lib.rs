@@ -39,6 +39,7 @@ pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod session_watch;
 pub mod tls;
 pub mod tunnels;
 pub mod upstreams;

@@ -1,8 +1,20 @@
 //! Log output: text or JSON lines through `tracing`. `PORTCULLIS_LOG` (a `tracing` filter)
 //! overrides the configured level.
 
-use crate::config::{LogFormat, LoggingSettings};
 use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
+    pub level: Option<String>,
+    pub access_log_user: bool,
+}
 
 pub fn init(settings: &LoggingSettings) {
     let filter = std::env::var("PORTCULLIS_LOG")

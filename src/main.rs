@@ -72,8 +72,9 @@ enum SessionsAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config: path } => match config::load(&path) {
-            Ok(c) => {
+        Command::Check { config: path } => match portcullis::runtime::load_and_build(&path) {
+            // Built, and discarded: what `run` would serve.
+            Ok((c, _, _)) => {
                 println!(
                     "{}: ok ({} listeners, {} routes, {} pools, {} desktops, {} plugins)",
                     path.display(),
@@ -98,10 +99,18 @@ fn main() -> ExitCode {
         Command::Run {
             config: path,
             upgrade,
-        } => match config::load(&path) {
-            Ok(c) => {
+        } => match portcullis::runtime::load_and_build(&path) {
+            Ok((c, fixed, runtime)) => {
                 portcullis::logging::init(&c.logging);
-                portcullis::server::run(c, portcullis::server::RunOptions { upgrade })
+                let options = portcullis::server::RunOptions { upgrade };
+                match portcullis::server::run(c, fixed, runtime, options) {
+                    Ok(never) => match never {},
+                    Err(e) => {
+                        tracing::error!(error = %e, "portcullis: not starting");
+                        eprintln!("portcullis: not starting: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Err(problems) => {
                 eprintln!("{problems}");

@@ -8,8 +8,8 @@
 //! editors that write by rename, tools that truncate and write, and Kubernetes' ConfigMap
 //! symlink swaps alike, with no platform-specific notification API to get wrong.
 
-use crate::config::{self, Config};
-use crate::runtime::{Runtime, SharedRuntime};
+use crate::config::Config;
+use crate::runtime::SharedRuntime;
 use crate::tunnels::Tunnels;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -103,13 +103,18 @@ impl Reloader {
             || (deep && content_hash(&state.stamps) != state.content)
     }
 
-    /// Loads, validates and applies the config now. Returns whether it was applied.
+    /// Loads, builds and applies the config now. Returns whether it was applied.
     pub fn reload(&self, reason: &str) -> bool {
         let path = self.lock().config.path.clone();
-        let loaded = config::load(&path);
+        let previous = self.runtime.load_full();
+        // The same build as `check` and `run`: a config whose components refuse to build is
+        // refused like one that does not load.
+        let built = crate::runtime::load_and_build_on(&path, Some(&previous));
         let mut state = self.lock();
-        let config = match loaded {
-            Ok(c) => c,
+        // The restart-only parts were built only to be checked: they keep serving as built
+        // at start (certificates reload from their files on their own).
+        let (config, next) = match built.map(|(config, _, next)| (config, next)) {
+            Ok(built) => built,
             Err(problems) => {
                 // Remember the stamps of the refused files, so they are not retried until
                 // they change again; the previous config keeps serving.
@@ -127,8 +132,6 @@ impl Reloader {
             }
         };
         warn_about_restart_settings(&state.config, &config);
-        let previous = self.runtime.load_full();
-        let next = Runtime::build(&config, Some(&previous));
         let gone: HashSet<String> = previous
             .desktops
             .iter()

@@ -1,14 +1,24 @@
-//! The compiled, immutable snapshot that requests read: routes, pools and desktops.
+//! The one assembly: from a loaded config, each component builds what it owns (router,
+//! upstreams, plugins; and once, at start, TLS, the session key ring and the OIDC client), and
+//! a component's refusal becomes a problem placed in the file. `check` builds and discards,
+//! reload builds and swaps, `run` builds and serves: what was checked is what serves.
 //!
+//! The snapshot that requests read holds routes, pools, desktops and scripts.
 //! A request takes one `Arc<Runtime>` at its start and keeps it to the end, so a later swap
 //! (reload) never changes the world under a request in flight.
 
-use crate::config::{Config, IdentityHeaderNames, RouteTarget};
+use crate::config::{self, Config, Draft, IdentityHeaderNames, Problems};
+use crate::oidc;
+use crate::oidc::settings::ClientConfig;
 use crate::plugins::Plugins;
-use crate::router::{RouteIndex, Router};
-use crate::upstreams::{Desktop, Pool};
+use crate::router::{self, RouteIndex, RouteTarget, Router};
+use crate::session::crypto::KeyRing;
+use crate::session::spec::build_keys;
+use crate::tls::{self, CertResolver};
+use crate::upstreams::{self, Desktop, Pool};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 pub struct Runtime {
@@ -24,69 +34,138 @@ pub struct Runtime {
     pub plugins: Arc<Plugins>,
 }
 
-impl Runtime {
-    /// Compiles a config. `previous`: the snapshot it replaces, whose unchanged pools are
-    /// kept as they are (balancer state, health, schedules) and whose changed pools hand
-    /// their health state over.
-    pub fn build(config: &Config, previous: Option<&Runtime>) -> Runtime {
-        let pools: HashMap<String, Arc<Pool>> = config
-            .upstreams
-            .pools
-            .iter()
-            .map(|spec| {
-                let before = previous.and_then(|p| p.pools.get(&spec.name));
-                let pool = match before {
-                    Some(p) if p.spec == *spec => p.clone(),
-                    other => Arc::new(Pool::build(spec, other.map(|p| p.as_ref()))),
-                };
-                (spec.name.clone(), pool)
-            })
-            .collect();
-        let desktops = config
-            .upstreams
-            .desktops
-            .iter()
-            .map(|d| {
-                let before = previous
-                    .and_then(|p| p.desktops.get(&d.id))
-                    .filter(|p| p.spec == *d);
-                (
-                    d.id.clone(),
-                    before
-                        .cloned()
-                        .unwrap_or_else(|| Arc::new(Desktop { spec: d.clone() })),
-                )
-            })
-            .collect();
-        let router = Router::new(config.routes.clone());
-        let route_pools = router
-            .routes()
-            .iter()
-            .map(|r| match &r.target {
-                RouteTarget::Pool(name) => pools.get(name).cloned(),
-                RouteTarget::Desktops => None,
-            })
-            .collect();
-        let route_names: Vec<&str> = router.routes().iter().map(|r| r.name.as_str()).collect();
-        // The upstreams file changes often (desktops come and go); unchanged scripts keep
-        // their Lua states instead of every thread building them again.
-        let plugins = match previous {
-            Some(p) if p.plugins.same_as(&config.plugins, &route_names) => p.plugins.clone(),
-            _ => Arc::new(Plugins::new(config.plugins.clone(), &route_names)),
-        };
-        Runtime {
-            plugins,
-            router,
-            route_pools,
-            pools,
-            desktops,
-            identity_headers: config.identity_headers.clone(),
-            access_log_user: config.logging.access_log_user,
-            max_request_header_size: config.server.max_request_header_size,
-            max_request_headers: config.server.max_request_headers,
-        }
-    }
+/// Built once, at start, and never on reload (restart-only, see `reload.rs`): each TLS
+/// listener's certificates (the certificate watch reloads their files), the session key ring
+/// and the OpenID Connect client. `check` builds it too, through the same functions.
+pub struct Fixed {
+    /// Indexed like `config.listeners`: the certificates of each TLS listener.
+    pub certificates: Vec<Option<Arc<CertResolver>>>,
+    pub session_keys: KeyRing,
+    /// `None` when the config has no `oidc` section.
+    pub oidc: Option<ClientConfig>,
+}
 
+/// Everything `run` serves, loaded from `path` and built once: the one way in for `run`,
+/// `check` (which discards it) and reload (which swaps the snapshot in and keeps the
+/// restart-only parts it has). The problems in the files and those of the restart-only builds
+/// come in one report, in file order; the snapshot is built from a config without problems.
+pub fn load_and_build(path: &Path) -> Result<(Config, Fixed, Runtime), Problems> {
+    load_and_build_on(path, None)
+}
+
+/// As `load_and_build`, reusing what `previous` built for unchanged pools and scripts.
+pub fn load_and_build_on(
+    path: &Path,
+    previous: Option<&Runtime>,
+) -> Result<(Config, Fixed, Runtime), Problems> {
+    let Draft {
+        config,
+        mut problems,
+    } = config::read(path)?;
+    let fixed = build_fixed(&config).map_err(|p| problems.extend(p.0));
+    let fixed = match fixed {
+        Ok(fixed) if problems.is_empty() => fixed,
+        _ => return Err(Problems::sorted(problems)),
+    };
+    let runtime = build(&config, previous)?;
+    Ok((config, fixed, runtime))
+}
+
+/// Builds the restart-only parts, placing every component's refusal in the file.
+pub fn build_fixed(config: &Config) -> Result<Fixed, Problems> {
+    let at = &config.locations;
+    let mut problems = Vec::new();
+    let mut certificates = Vec::new();
+    for (i, listener) in config.listeners.iter().enumerate() {
+        let resolver = match &listener.tls {
+            None => None,
+            Some(spec) => match tls::build(spec) {
+                Ok(r) => Some(Arc::new(r)),
+                Err(e) => {
+                    problems
+                        .push(at.locate(&format!("listen[{i}].tls.{}", e.field()), e.to_string()));
+                    None
+                }
+            },
+        };
+        certificates.push(resolver);
+    }
+    let session_keys = build_keys(&config.session.keys)
+        .map_err(|e| problems.push(at.locate(&format!("session.{}", e.field()), e.to_string())))
+        .ok();
+    let oidc = match &config.oidc {
+        None => None,
+        Some(settings) => match oidc::settings::build(settings) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                problems.push(at.locate(&format!("oidc.{}", e.field()), e.to_string()));
+                None
+            }
+        },
+    };
+    match session_keys {
+        Some(session_keys) if problems.is_empty() => Ok(Fixed {
+            certificates,
+            session_keys,
+            oidc,
+        }),
+        _ => Err(Problems::sorted(problems)),
+    }
+}
+
+/// Compiles a config into the snapshot requests read. `previous`: the snapshot it replaces,
+/// whose unchanged pools, desktops and scripts are kept as they are.
+pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, Problems> {
+    let at = &config.locations;
+    let upstreams::Built { pools, desktops } = upstreams::build(
+        &config.upstreams,
+        previous.map(|p| &p.pools),
+        previous.map(|p| &p.desktops),
+    )
+    .map_err(|e| {
+        Problems(vec![
+            at.locate(&format!("upstreams.{}", e.field()), e.to_string())
+        ])
+    })?;
+    let router = router::build(config.routes.clone()).map_err(|e| {
+        Problems(vec![
+            at.locate(&format!("routes{}", e.field()), e.to_string())
+        ])
+    })?;
+    let mut route_pools = Vec::new();
+    for (i, route) in router.routes().iter().enumerate() {
+        route_pools.push(match &route.target {
+            RouteTarget::Desktops => None,
+            RouteTarget::Pool(name) => match pools.get(name) {
+                Some(pool) => Some(pool.clone()),
+                None => {
+                    let message = format!("route names upstream `{name}`, which the upstreams file does not define");
+                    return Err(Problems(vec![at.locate(&format!("routes[{i}].upstream"), message)]));
+                }
+            },
+        });
+    }
+    let route_names: Vec<&str> = router.routes().iter().map(|r| r.name.as_str()).collect();
+    // The upstreams file changes often (desktops come and go); unchanged scripts keep
+    // their Lua states instead of every thread building them again.
+    let plugins = match previous {
+        Some(p) if p.plugins.same_as(&config.plugins, &route_names) => p.plugins.clone(),
+        _ => Arc::new(Plugins::new(config.plugins.clone(), &route_names)),
+    };
+    Ok(Runtime {
+        plugins,
+        router,
+        route_pools,
+        pools,
+        desktops,
+        identity_headers: config.identity_headers.clone(),
+        access_log_user: config.logging.access_log_user,
+        max_request_header_size: config.server.max_request_header_size,
+        max_request_headers: config.server.max_request_headers,
+    })
+}
+
+impl Runtime {
     pub fn pool_of(&self, route: RouteIndex) -> Option<&Arc<Pool>> {
         self.route_pools.get(route).and_then(Option::as_ref)
     }

@@ -10,9 +10,9 @@ use crate::oidc::Oidc;
 use crate::probes::Probes;
 use crate::proxy::Portcullis;
 use crate::reload::Reloader;
-use crate::runtime::{Runtime, SharedRuntime};
-use crate::session::watch::SessionWatch;
-use crate::tls::{CertResolver, CertWatch};
+use crate::runtime::{Fixed, Runtime, SharedRuntime};
+use crate::session_watch::SessionWatch;
+use crate::tls::CertWatch;
 use crate::tunnels::Tunnels;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
@@ -29,8 +29,24 @@ pub struct RunOptions {
     pub upgrade: bool,
 }
 
-pub fn run(config: Config, options: RunOptions) -> ! {
-    let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(Runtime::build(&config, None)));
+/// What keeps the server from starting, after the config was built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot set up the session store: {0}")]
+    SessionStore(#[from] crate::session::store::StoreError),
+    #[error("cannot create the TLS settings of {address}: {why}")]
+    TlsSettings { address: String, why: String },
+}
+
+/// Serves what `runtime::build_fixed` and `runtime::build` built from `config`; returns only
+/// if a service cannot be set up (Pingora then runs until a signal stops the process).
+pub fn run(
+    config: Config,
+    fixed: Fixed,
+    runtime: Runtime,
+    options: RunOptions,
+) -> Result<std::convert::Infallible, StartError> {
+    let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(runtime));
     let mut server = Server::new_with_opt_and_conf(
         Opt {
             upgrade: options.upgrade,
@@ -43,11 +59,18 @@ pub fn run(config: Config, options: RunOptions) -> ! {
     );
     server.bootstrap();
 
-    let oidc = match Oidc::from_config(&config) {
-        Ok(oidc) => oidc.map(Arc::new),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot set up the session store");
-            std::process::exit(1);
+    let Fixed {
+        certificates,
+        session_keys,
+        oidc,
+    } = fixed;
+    let oidc = match oidc {
+        None => None,
+        Some(client) => {
+            if config.session.keys.is_empty() {
+                tracing::warn!("no session.key configured: using a random key, sessions will not survive a restart");
+            }
+            Some(Arc::new(Oidc::new(client, session_keys, &config.session)?))
         }
     };
     let tunnels = Arc::new(Tunnels::default());
@@ -78,32 +101,33 @@ pub fn run(config: Config, options: RunOptions) -> ! {
     };
     let mut proxy = service("portcullis", edge(None));
     let mut resolvers = Vec::new();
-    for listener in config
-        .listeners
-        .iter()
-        .filter(|l| l.redirect_to_https.is_none())
-    {
+    for (listener, resolver) in config.listeners.iter().zip(certificates) {
+        if listener.redirect_to_https.is_some() {
+            continue;
+        }
         let address = listener.address.to_string();
-        match &listener.tls {
-            None => proxy.add_listener(client_listener(&address, None)),
-            Some(tls) => {
-                let resolver = match CertResolver::new(tls.certificates.clone()) {
-                    Ok(r) => Arc::new(r),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot load the TLS certificates");
-                        std::process::exit(1);
-                    }
-                };
-                let Ok(mut settings) = TlsSettings::intermediate("", "") else {
-                    tracing::error!("cannot create TLS settings");
-                    std::process::exit(1);
-                };
+        match (&listener.tls, resolver) {
+            (Some(tls), Some(resolver)) => {
+                let mut settings =
+                    TlsSettings::intermediate("", "").map_err(|e| StartError::TlsSettings {
+                        address: address.clone(),
+                        why: e.to_string(),
+                    })?;
                 settings.set_cert_resolver(resolver.clone());
                 if tls.http2 {
                     settings.enable_h2();
                 }
                 proxy.add_listener(client_listener(&address, Some(settings)));
                 resolvers.push(resolver);
+            }
+            (None, _) => proxy.add_listener(client_listener(&address, None)),
+            // `build_fixed` builds a resolver for every TLS listener or fails: never serve a
+            // TLS listener as plain HTTP.
+            (Some(_), None) => {
+                return Err(StartError::TlsSettings {
+                    address,
+                    why: "its certificates were not built".into(),
+                })
             }
         }
     }

@@ -20,10 +20,55 @@ pub struct CertFiles {
     pub hosts: Vec<String>,
 }
 
+/// The TLS spec of one listener, as the config file gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListener {
+    pub certificates: Vec<CertFiles>,
+    /// `None`: no HSTS header.
+    pub hsts: Option<String>,
+    pub http2: bool,
+}
+
+/// A listener's certificates that do not load, naming the entry and the file at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct BuildError {
+    /// Index into `TlsListener::certificates`.
+    pub certificate: usize,
+    pub error: TlsError,
+}
+
+impl BuildError {
+    /// The field at fault, relative to the listener's `tls` spec.
+    pub fn field(&self) -> String {
+        let file = match &self.error {
+            TlsError::File { is_key: true, .. } => "key",
+            _ => "cert",
+        };
+        format!("certificates[{}].{file}", self.certificate)
+    }
+}
+
+/// Loads a listener's certificates once: the resolver that serves them, and that `check`
+/// builds and discards, so that what was checked is what serves.
+pub fn build(spec: &TlsListener) -> Result<CertResolver, BuildError> {
+    let current = Certificates::load_each(&spec.certificates)
+        .map_err(|(certificate, error)| BuildError { certificate, error })?;
+    Ok(CertResolver {
+        files: spec.certificates.clone(),
+        current: ArcSwap::from_pointee(current),
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {what}")]
-    File { path: String, what: String },
+    File {
+        path: String,
+        what: String,
+        /// The key file, not the certificate file, is at fault.
+        is_key: bool,
+    },
     #[error("{cert}: the private key in {key} does not belong to this certificate")]
     KeyMismatch { cert: String, key: String },
 }
@@ -62,6 +107,15 @@ fn file_error(path: &Path, what: impl std::fmt::Display) -> TlsError {
     TlsError::File {
         path: path.display().to_string(),
         what: what.to_string(),
+        is_key: false,
+    }
+}
+
+fn key_error(path: &Path, what: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        what: what.to_string(),
+        is_key: true,
     }
 }
 
@@ -75,7 +129,7 @@ fn load_one(files: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsEr
         return Err(file_error(&files.cert, "holds no certificate"));
     };
     let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| file_error(&files.key, format!("no usable private key: {e}")))?;
+        .map_err(|e| key_error(&files.key, format!("no usable private key: {e}")))?;
     let names = if files.hosts.is_empty() {
         dns_names(leaf).map_err(|e| file_error(&files.cert, e))?
     } else {
@@ -86,7 +140,7 @@ fn load_one(files: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsEr
             cert: files.cert.display().to_string(),
             key: files.key.display().to_string(),
         },
-        other => file_error(&files.key, other),
+        other => key_error(&files.key, other),
     })?;
     Ok((
         Arc::new(certified),
@@ -119,15 +173,24 @@ fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
 impl Certificates {
     /// The first certificate is the default, served when SNI names none of the others.
     pub fn load(files: &[CertFiles]) -> Result<Certificates, TlsError> {
+        Certificates::load_each(files).map_err(|(_, e)| e)
+    }
+
+    /// As `load`; a failure names the index of the entry at fault.
+    fn load_each(files: &[CertFiles]) -> Result<Certificates, (usize, TlsError)> {
         let mut loaded = Vec::new();
-        for f in files {
-            loaded.push(load_one(f)?);
+        for (i, f) in files.iter().enumerate() {
+            loaded.push(load_one(f).map_err(|e| (i, e))?);
         }
         let Some((default, _)) = loaded.first().cloned() else {
-            return Err(TlsError::File {
-                path: "-".into(),
-                what: "a TLS listener needs a certificate".into(),
-            });
+            return Err((
+                0,
+                TlsError::File {
+                    path: "-".into(),
+                    what: "a TLS listener needs a certificate".into(),
+                    is_key: false,
+                },
+            ));
         };
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
@@ -173,11 +236,6 @@ pub struct CertResolver {
 }
 
 impl CertResolver {
-    pub fn new(files: Vec<CertFiles>) -> Result<CertResolver, TlsError> {
-        let current = ArcSwap::from_pointee(Certificates::load(&files)?);
-        Ok(CertResolver { files, current })
-    }
-
     /// Reloads from the files; keeps the certificates in use if the new ones do not load (a
     /// renewal caught half-written, a key that does not match).
     pub fn reload(&self) -> Result<(), TlsError> {

@@ -6,6 +6,7 @@
 
 mod env;
 mod load;
+mod locate;
 pub mod model;
 mod problem;
 mod schema;
@@ -13,6 +14,7 @@ mod validate;
 mod validate_auth;
 mod validate_plugins;
 
+pub use locate::Locations;
 pub use model::*;
 pub use problem::{Problem, Problems};
 pub use validate::DESKTOP_PLACEHOLDER;
@@ -32,6 +34,36 @@ pub fn load_with_env(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Problems> {
+    read_with_env(path, env)?.into_result()
+}
+
+/// A config read from its files, with the problems found in them. The model is whole even
+/// with problems (a refused value is replaced by its default), so that the components can
+/// still be built from it and one `check` run reports every problem, the file's and the
+/// components' alike.
+#[derive(Debug)]
+pub struct Draft {
+    pub config: Config,
+    pub problems: Vec<Problem>,
+}
+
+impl Draft {
+    pub fn into_result(self) -> Result<Config, Problems> {
+        if self.problems.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(Problems::sorted(self.problems))
+        }
+    }
+}
+
+/// As `load`, but keeps the model when the files have problems. `Err`: no model at all (a file
+/// that cannot be read or parsed).
+pub fn read(path: &Path) -> Result<Draft, Problems> {
+    read_with_env(path, &|name| std::env::var(name).ok())
+}
+
+pub fn read_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Draft, Problems> {
     let mut sources = Sources(vec![path.to_path_buf()]);
     let text = load::read_text(path).map_err(|p| Problems(vec![p]))?;
     let file: ConfigFile = load::parse_document(&sources, 0, &text, env)?;
@@ -62,8 +94,8 @@ pub fn load_with_env(
         }
     };
 
-    let mut v = validate::Validator::new(&sources);
     let whole_file = sources.problem_at(None, "");
+    let mut v = validate::Validator::new(&sources, Locations::new(whole_file.clone()));
     let server = v.server(&file.server);
     let listeners = v.listeners(&file.listen, &whole_file);
     let logging = v.logging(&file.logging);
@@ -80,12 +112,7 @@ pub fn load_with_env(
         p.message = "no routes: every request would get 404; add a `routes:` list".into();
         v.problems.push(p);
     }
-    if !v.problems.is_empty() {
-        let mut problems = v.problems;
-        problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-        return Err(Problems(problems));
-    }
-    Ok(Config {
+    let config = Config {
         path: path.to_path_buf(),
         upstreams_path,
         server,
@@ -98,6 +125,11 @@ pub fn load_with_env(
         session,
         identity_headers,
         plugins,
+        locations: v.locations,
+    };
+    Ok(Draft {
+        config,
+        problems: v.problems,
     })
 }
 

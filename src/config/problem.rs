@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// One thing wrong with a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Problem {
     pub file: PathBuf,
     /// 1-based; 0 when the place is not known (e.g. a file that could not be read).
@@ -34,6 +34,14 @@ impl fmt::Display for Problem {
 /// Every problem found in one load, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// In file order, as a compiler lists them.
+    pub fn sorted(mut problems: Vec<Problem>) -> Problems {
+        problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        Problems(problems)
+    }
+}
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,6 +1,7 @@
 //! Semantic checks and conversion from the file schema to the validated model.
 //! Collects every problem instead of stopping at the first, so one `check` run shows them all.
 
+use super::locate::Locations;
 use super::model::*;
 use super::problem::{Problem, Sources};
 use super::schema::*;
@@ -12,6 +13,8 @@ use std::time::Duration;
 pub(super) struct Validator<'a> {
     pub sources: &'a Sources,
     pub problems: Vec<Problem>,
+    /// Places of the fields that components check when they build.
+    pub locations: Locations,
 }
 
 /// The placeholder a desktop route carries in its prefix.
@@ -34,11 +37,18 @@ const DEFAULT_MAX_CONNECTIONS: usize = 8192;
 const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
 
 impl<'a> Validator<'a> {
-    pub fn new(sources: &'a Sources) -> Self {
+    pub fn new(sources: &'a Sources, locations: Locations) -> Self {
         Validator {
             sources,
             problems: Vec::new(),
+            locations,
         }
+    }
+
+    /// Remembers where `field` is written, for a component's build to be located there.
+    pub fn record<T>(&mut self, field: impl Into<String>, at: &Spanned<T>) {
+        let place = self.sources.problem(at.span(), String::new());
+        self.locations.record(field, place);
     }
 
     pub fn report<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
@@ -187,7 +197,8 @@ impl<'a> Validator<'a> {
                     if !seen.insert(address) {
                         self.report(&l.address, format!("address {address} is listed twice"));
                     }
-                    let tls = l.tls.as_ref().and_then(|t| self.tls(t, &l.address));
+                    let index = out.len();
+                    let tls = l.tls.as_ref().and_then(|t| self.tls(t, &l.address, index));
                     if tls.is_some() && l.redirect_to_https {
                         self.report(&l.address, "a TLS listener cannot also be the redirect-to-https listener");
                     }
@@ -207,7 +218,7 @@ impl<'a> Validator<'a> {
         out
     }
 
-    fn tls(&mut self, t: &TlsSection, at: &Text) -> Option<TlsListener> {
+    fn tls(&mut self, t: &TlsSection, at: &Text, listener: usize) -> Option<TlsListener> {
         let base = self
             .sources
             .0
@@ -232,17 +243,16 @@ impl<'a> Validator<'a> {
             }
         }
         let mut certificates = Vec::new();
-        for (cert, key, hosts) in files {
-            let one = crate::tls::CertFiles {
+        for (i, (cert, key, hosts)) in files.into_iter().enumerate() {
+            // Loaded by `tls::build`; a file it refuses is placed at its line.
+            let field = format!("listen[{listener}].tls.certificates[{i}]");
+            self.record(format!("{field}.cert"), cert);
+            self.record(format!("{field}.key"), key);
+            certificates.push(crate::tls::CertFiles {
                 cert: base.join(cert.as_str()),
                 key: base.join(key.as_str()),
                 hosts,
-            };
-            // Load now, so `check` refuses what the listener could not serve.
-            if let Err(e) = crate::tls::Certificates::load(std::slice::from_ref(&one)) {
-                self.report(cert, e.to_string());
-            }
-            certificates.push(one);
+            });
         }
         let hsts = match &t.hsts_max_age {
             Some(v) if v.trim() == "0" || v.trim() == "0s" => None,

@@ -60,16 +60,8 @@ impl Validator<'_> {
                     return None;
                 };
                 let pem = self.read_secret_file(file)?;
-                let bytes = pem.expose().as_bytes();
-                if jsonwebtoken::EncodingKey::from_rsa_pem(bytes).is_err()
-                    && jsonwebtoken::EncodingKey::from_ec_pem(bytes).is_err()
-                {
-                    self.report(
-                        file,
-                        "client_key_file holds no RSA or EC (P-256) private key in PEM form",
-                    );
-                    return None;
-                }
+                // Parsed by `oidc::settings::build`; a key it refuses is placed here.
+                self.record("oidc.client_key_file", file);
                 ClientAuth::PrivateKeyJwt {
                     key_pem: pem,
                     key_id: s.client_key_id.clone(),
@@ -231,18 +223,14 @@ impl Validator<'_> {
                 );
             }
         }
-        if !encoded.is_empty() {
-            let refs: Vec<&str> = encoded.iter().map(Secret::expose).collect();
-            if let Err(e) = crate::session::crypto::KeyRing::from_encoded(&refs) {
-                let at = s
-                    .key
-                    .as_ref()
-                    .or(s.key_file.as_ref())
-                    .or(s.keys.as_ref().and_then(|k| k.first()));
-                if let Some(at) = at {
-                    self.report(at, e.to_string());
-                }
-            }
+        // Decoded once, by `session::spec::build_keys`; a ring it refuses is placed here.
+        let keys_at = s
+            .key
+            .as_ref()
+            .or(s.key_file.as_ref())
+            .or(s.keys.as_ref().and_then(|k| k.first()));
+        if let Some(at) = keys_at {
+            self.record("session.keys", at);
         }
         out.keys = encoded;
         if let Some(name) = &s.cookie_name {

@@ -5,14 +5,17 @@ pub mod endpoints;
 pub mod login;
 pub mod provider;
 pub mod redirect;
+pub mod settings;
 pub mod tokens;
 
-use crate::config::{Auth, Config};
+use crate::router::Auth;
 use crate::session::cookies;
 use crate::session::crypto::KeyRing;
+use crate::session::SessionSettings;
 use crate::session::{now_secs, Session, Sessions};
 use pingora::http::RequestHeader;
 use provider::Provider;
+use settings::ClientConfig;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokens::Identity;
@@ -58,30 +61,24 @@ pub enum AuthError {
 }
 
 impl Oidc {
-    /// `None` when the config has no `oidc` section.
-    pub fn from_config(config: &Config) -> Result<Option<Oidc>, crate::session::store::StoreError> {
-        let Some(settings) = config.oidc.clone() else {
-            return Ok(None);
-        };
-        let keys = if config.session.keys.is_empty() {
-            tracing::warn!("no session.key configured: using a random key, sessions will not survive a restart");
-            KeyRing::generate()
-        } else {
-            let encoded: Vec<&str> = config.session.keys.iter().map(|k| k.expose()).collect();
-            // Validated when the config was loaded.
-            KeyRing::from_encoded(&encoded).unwrap_or_else(|_| KeyRing::generate())
-        };
-        let store = crate::session::connect_store_blocking(&config.session)?;
+    /// The relying party, from the parts built at start (`runtime::build_fixed`): the client
+    /// with its parsed key, and the session key ring decoded once. Connects the session store.
+    pub fn new(
+        client: ClientConfig,
+        keys: KeyRing,
+        session: &SessionSettings,
+    ) -> Result<Oidc, crate::session::store::StoreError> {
+        let store = crate::session::connect_store_blocking(session)?;
         let own_cookies = cookies::OwnCookies::new(
-            &[&config.session.cookie_name],
+            &[&session.cookie_name],
             &[login::LOGIN_COOKIE_PREFIX, RESERVED_COOKIE_PREFIX],
         );
-        Ok(Some(Oidc {
-            provider: Provider::new(settings),
-            sessions: Arc::new(Sessions::new(store, keys, config.session.clone())),
+        Ok(Oidc {
+            provider: Provider::new(client),
+            sessions: Arc::new(Sessions::new(store, keys, session.clone())),
             refreshing: Mutex::new(HashMap::new()),
             own_cookies,
-        }))
+        })
     }
 
     pub fn cookie_name(&self) -> &str {

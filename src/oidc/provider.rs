@@ -2,7 +2,7 @@
 //! refreshed in the background, and re-fetched (rate-limited) when a token names a key we do
 //! not have yet — the provider rotated its keys.
 
-use crate::config::OidcSettings;
+use super::settings::{ClientConfig, OidcSettings, SigningKey};
 use arc_swap::ArcSwapOption;
 use openidconnect::core::{
     CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
@@ -66,6 +66,8 @@ const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Provider {
     pub settings: OidcSettings,
+    /// Parsed once, at build: signs each `private_key_jwt` client assertion.
+    pub signing_key: Option<SigningKey>,
     pub http: reqwest::Client,
     state: ArcSwapOption<ProviderState>,
     last_jwks_fetch: Mutex<Option<Instant>>,
@@ -78,7 +80,7 @@ pub struct Provider {
 const COLD_FETCH_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Provider {
-    pub fn new(settings: OidcSettings) -> Provider {
+    pub fn new(client: ClientConfig) -> Provider {
         let http = reqwest::Client::builder()
             // Following redirects from the provider's endpoints would open us to SSRF.
             .redirect(reqwest::redirect::Policy::none())
@@ -88,7 +90,8 @@ impl Provider {
             .build()
             .unwrap_or_default();
         Provider {
-            settings,
+            settings: client.settings,
+            signing_key: client.signing_key,
             http,
             state: ArcSwapOption::empty(),
             last_jwks_fetch: Mutex::new(None),

@@ -2,7 +2,7 @@
 //! ID tokens through `openidconnect`, bearer access tokens through `jsonwebtoken`.
 
 use super::provider::{Provider, ProviderError, ProviderState};
-use crate::config::{ClientAuth, OidcSettings};
+use super::settings::{ClientAuth, OidcSettings, SigningKey};
 use base64::Engine;
 use openidconnect::core::{CoreClient, CoreIdToken, CoreTokenResponse};
 use openidconnect::{
@@ -86,31 +86,23 @@ pub fn client(settings: &OidcSettings, state: &ProviderState) -> Result<Client, 
     .set_redirect_uri(redirect))
 }
 
-/// RFC 7523 §2.2 client assertion for `private_key_jwt`.
+/// RFC 7523 §2.2 client assertion for `private_key_jwt`; `None` without a signing key.
 fn client_assertion(
-    settings: &OidcSettings,
+    client_id: &str,
+    key: Option<&SigningKey>,
     token_url: &str,
 ) -> Result<Option<String>, TokenError> {
-    let ClientAuth::PrivateKeyJwt { key_pem, key_id } = &settings.client_auth else {
+    let Some(key) = key else {
         return Ok(None);
     };
-    let pem = key_pem.expose().as_bytes();
-    let (key, alg) = match jsonwebtoken::EncodingKey::from_rsa_pem(pem) {
-        Ok(k) => (k, jsonwebtoken::Algorithm::RS256),
-        Err(_) => (
-            jsonwebtoken::EncodingKey::from_ec_pem(pem)
-                .map_err(|e| TokenError::Refused(format!("client key: {e}")))?,
-            jsonwebtoken::Algorithm::ES256,
-        ),
-    };
-    let mut header = jsonwebtoken::Header::new(alg);
-    header.kid = key_id.clone();
-    let now = crate::session::now_secs();
+    let mut header = jsonwebtoken::Header::new(key.alg);
+    header.kid = key.key_id.clone();
+    let now = crate::clock::now_secs();
     let claims = serde_json::json!({
-        "iss": settings.client_id, "sub": settings.client_id, "aud": token_url,
+        "iss": client_id, "sub": client_id, "aud": token_url,
         "jti": format!("{:032x}", rand::random::<u128>()), "iat": now, "exp": now + 60,
     });
-    jsonwebtoken::encode(&header, &claims, &key)
+    jsonwebtoken::encode(&header, &claims, &key.key)
         .map(Some)
         .map_err(|e| TokenError::Refused(format!("signing the client assertion: {e}")))
 }
@@ -125,7 +117,11 @@ pub async fn exchange_code(
 ) -> Result<Tokens, TokenError> {
     let state = provider.ready().await?;
     let client = client(&provider.settings, &state)?;
-    let assertion = client_assertion(&provider.settings, client.token_uri().as_str())?;
+    let assertion = client_assertion(
+        &provider.settings.client_id,
+        provider.signing_key.as_ref(),
+        client.token_uri().as_str(),
+    )?;
     let mut request = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
@@ -150,7 +146,11 @@ pub async fn refresh(
 ) -> Result<Tokens, TokenError> {
     let state = provider.ready().await?;
     let client = client(&provider.settings, &state)?;
-    let assertion = client_assertion(&provider.settings, client.token_uri().as_str())?;
+    let assertion = client_assertion(
+        &provider.settings.client_id,
+        provider.signing_key.as_ref(),
+        client.token_uri().as_str(),
+    )?;
     let token = RefreshToken::new(refresh_token.to_string());
     let mut request = client.exchange_refresh_token(&token);
     if let Some(a) = &assertion {
@@ -459,8 +459,9 @@ fn token_request_error<
 
 #[cfg(test)]
 mod tests {
+    use super::super::settings::ClaimNames;
     use super::*;
-    use crate::config::{ClaimNames, Secret};
+    use crate::secret::Secret;
 
     fn settings(client_auth: ClientAuth) -> OidcSettings {
         OidcSettings {
@@ -499,9 +500,14 @@ mod tests {
             key_pem: Secret::new(pem),
             key_id: Some("k1".into()),
         });
-        let jwt = client_assertion(&s, "https://idp.example/token")
-            .unwrap()
-            .unwrap();
+        let built = super::super::settings::build(&s).unwrap();
+        let jwt = client_assertion(
+            &s.client_id,
+            built.signing_key.as_ref(),
+            "https://idp.example/token",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(
             jsonwebtoken::decode_header(&jwt).unwrap().kid.as_deref(),
             Some("k1")
@@ -519,12 +525,13 @@ mod tests {
         assert!(decoded.claims["jti"]
             .as_str()
             .is_some_and(|j| j.len() == 32));
-        assert!(client_assertion(
-            &settings(ClientAuth::SecretBasic(Secret::new("s".into()))),
-            "x"
-        )
-        .unwrap()
-        .is_none());
+        let secret = settings(ClientAuth::SecretBasic(Secret::new("s".into())));
+        let built = super::super::settings::build(&secret).unwrap();
+        assert!(
+            client_assertion(&secret.client_id, built.signing_key.as_ref(), "x")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -13,15 +13,15 @@ pub mod crypto;
 pub mod instrumented;
 pub mod memory;
 pub mod redis;
+pub mod spec;
 pub mod store;
-pub mod watch;
 
-use crate::config::SessionSettings;
 use base64::Engine;
 use cache::Cache;
 use crypto::KeyRing;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+pub use spec::{RedisStoreSettings, SessionSettings, StoreKind};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{SessionStore, StoreError};
@@ -290,11 +290,11 @@ pub async fn connect_store(
     settings: &SessionSettings,
 ) -> Result<Arc<dyn SessionStore>, StoreError> {
     match &settings.store {
-        crate::config::StoreKind::Memory => Ok(Arc::new(instrumented::Instrumented(Arc::new(
+        StoreKind::Memory => Ok(Arc::new(instrumented::Instrumented(Arc::new(
             memory::MemoryStore::new(settings.max_sessions)
                 .with_sessions_per_user(settings.max_sessions_per_user),
         )))),
-        crate::config::StoreKind::Redis(r) => {
+        StoreKind::Redis(r) => {
             let urls: Vec<String> = r.urls.iter().map(|u| u.expose().to_string()).collect();
             let (urls, sentinel) = match &r.sentinel_master {
                 Some(master) => (

@@ -249,7 +249,7 @@ async fn a_users_repeated_logins_leave_other_users_sessions_loadable() {
         store.clone(),
         crate::session::crypto::KeyRing::generate(),
         // No in-process copy: the store alone must answer.
-        crate::config::SessionSettings {
+        crate::session::SessionSettings {
             cache_ttl: Duration::ZERO,
             ..Default::default()
         },

@@ -1,7 +1,8 @@
-//! Keeps every replica's view of sessions current: applies invalidations from the store to the
+//! Keeps every replica's view of sessions current (a service beside `session` and `tunnels`,
+//! which it joins, so that neither imports the other's user): applies invalidations from the store to the
 //! in-process cache, and closes WebSocket tunnels whose session has ended, within a second.
 
-use super::Sessions;
+use crate::session::Sessions;
 use crate::tunnels::Tunnels;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;

@@ -4,7 +4,9 @@
 //! the number of routes, never on the number of desktops: a desktops route only extracts the
 //! `{id}` segment; the id is looked up in a hash map by the caller.
 
-use crate::config::{HostPattern, RouteSpec, RouteTarget};
+pub mod spec;
+
+pub use spec::{Allow, Auth, HostPattern, RouteSpec, RouteTarget, Timeouts};
 use std::collections::HashMap;
 
 /// Index of a route in `Router::routes`.
@@ -31,6 +33,47 @@ pub enum RouteMatch<'p> {
     /// path plus `/` (as nginx does) instead of letting a shorter prefix take it.
     AddSlash,
     NoRoute,
+}
+
+/// A route table the router cannot serve, naming the route and field at fault.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// Matching compares normalized paths, which all start with `/`.
+    #[error("prefix `{prefix}` must start with `/`")]
+    PrefixNotAbsolute { route: RouteIndex, prefix: String },
+    /// Plugins and metrics name routes: two of one name would be one of them silently.
+    #[error("route name `{name}` is used twice")]
+    DuplicateName { route: RouteIndex, name: String },
+}
+
+impl BuildError {
+    /// The field at fault, relative to the route list.
+    pub fn field(&self) -> String {
+        match self {
+            BuildError::PrefixNotAbsolute { route, .. } => format!("[{route}].prefix"),
+            BuildError::DuplicateName { route, .. } => format!("[{route}].name"),
+        }
+    }
+}
+
+/// Compiles the route table, refusing what matching could not serve as written.
+pub fn build(routes: Vec<RouteSpec>) -> Result<Router, BuildError> {
+    let mut names = std::collections::HashSet::new();
+    for (route, r) in routes.iter().enumerate() {
+        if !r.prefix.starts_with('/') {
+            return Err(BuildError::PrefixNotAbsolute {
+                route,
+                prefix: r.prefix.clone(),
+            });
+        }
+        if !names.insert(r.name.as_str()) {
+            return Err(BuildError::DuplicateName {
+                route,
+                name: r.name.clone(),
+            });
+        }
+    }
+    Ok(Router::new(routes))
 }
 
 impl Router {
@@ -187,7 +230,6 @@ fn strip_prefix_ignoring_case<'p>(path: &'p str, prefix: &str) -> Option<&'p str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Allow, Auth, Timeouts};
 
     fn route(prefix: &str, target: RouteTarget, host: Option<HostPattern>) -> RouteSpec {
         RouteSpec {
@@ -247,6 +289,24 @@ mod tests {
             )),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_route_table_matching_cannot_serve_is_a_build_error_naming_the_field() {
+        let err = build(vec![pool("/a/"), pool("b/")]).err();
+        assert_eq!(
+            err.as_ref().map(BuildError::field).as_deref(),
+            Some("[1].prefix")
+        );
+        let err = build(vec![pool("/a/"), pool("/a/")]).err();
+        assert_eq!(
+            err,
+            Some(BuildError::DuplicateName {
+                route: 1,
+                name: "/a/".into()
+            })
+        );
+        assert!(build(vec![pool("/"), pool("/a/")]).is_ok());
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! only builds them from the validated config, picks a backend for a request, and runs a pool's
 //! active checks when asked (`crate::health` decides when).
 
-use crate::config::{DesktopSpec, HealthKind, HealthSpec, PoolSpec, Selection, Timeouts};
+pub mod spec;
+
+use crate::router::Timeouts;
 use futures::FutureExt;
 use pingora::lb::discovery::Static;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{Consistent, RoundRobin};
 use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
-use std::collections::BTreeSet;
+pub use spec::{DesktopSpec, HashKey, HealthKind, HealthSpec, PoolSpec, Selection, Upstreams};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,11 +35,76 @@ enum Balancer {
     Hash(LoadBalancer<Consistent>),
 }
 
+/// A pool the balancer cannot serve, naming the pool and field at fault.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// Every request to it would fail with 502: refused at build, not at the first request.
+    #[error("pool `{pool}` has no backends")]
+    NoBackends { pool: String },
+    #[error("pool `{pool}`: the balancer did not take its backends: {why}")]
+    Balancer { pool: String, why: String },
+}
+
+impl BuildError {
+    /// The field at fault, relative to the upstreams spec.
+    pub fn field(&self) -> String {
+        match self {
+            BuildError::NoBackends { pool } | BuildError::Balancer { pool, .. } => {
+                format!("pools[{pool}].backends")
+            }
+        }
+    }
+}
+
+/// The pools and desktops of one snapshot, by name and id.
+pub struct Built {
+    pub pools: HashMap<String, Arc<Pool>>,
+    pub desktops: HashMap<String, Arc<Desktop>>,
+}
+
+/// Builds every pool and desktop. Of `previous` (the snapshot being replaced), unchanged pools
+/// and desktops are kept as they are (balancer state, health, schedules) and changed pools
+/// hand their health state over.
+pub fn build(
+    spec: &Upstreams,
+    previous_pools: Option<&HashMap<String, Arc<Pool>>>,
+    previous_desktops: Option<&HashMap<String, Arc<Desktop>>>,
+) -> Result<Built, BuildError> {
+    let mut pools = HashMap::new();
+    for pool in &spec.pools {
+        let before = previous_pools.and_then(|p| p.get(&pool.name));
+        let built = match before {
+            Some(p) if p.spec == *pool => p.clone(),
+            other => Arc::new(Pool::build(pool, other.map(|p| p.as_ref()))?),
+        };
+        pools.insert(pool.name.clone(), built);
+    }
+    let desktops = spec
+        .desktops
+        .iter()
+        .map(|d| {
+            let before = previous_desktops
+                .and_then(|p| p.get(&d.id))
+                .filter(|p| p.spec == *d);
+            let desktop = before
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Desktop { spec: d.clone() }));
+            (d.id.clone(), desktop)
+        })
+        .collect();
+    Ok(Built { pools, desktops })
+}
+
 impl Pool {
     /// Builds a pool. With `previous` (the pool of the same name before a reload) whose
     /// health check is configured the same, its health state is carried over, so unchanged
     /// backends keep their up/down status instead of flapping.
-    pub fn build(spec: &PoolSpec, previous: Option<&Pool>) -> Pool {
+    pub fn build(spec: &PoolSpec, previous: Option<&Pool>) -> Result<Pool, BuildError> {
+        if spec.backends.is_empty() {
+            return Err(BuildError::NoBackends {
+                pool: spec.name.clone(),
+            });
+        }
         let backends: BTreeSet<Backend> = spec
             .backends
             .iter()
@@ -70,15 +138,29 @@ impl Pool {
             Balancer::RoundRobin(lb) => lb.update().now_or_never(),
             Balancer::Hash(lb) => lb.update().now_or_never(),
         };
-        debug_assert!(matches!(updated, Some(Ok(()))));
-        Pool {
+        match updated {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Err(BuildError::Balancer {
+                    pool: spec.name.clone(),
+                    why: e.to_string(),
+                })
+            }
+            None => {
+                return Err(BuildError::Balancer {
+                    pool: spec.name.clone(),
+                    why: "backend discovery did not complete".into(),
+                })
+            }
+        }
+        Ok(Pool {
             labels: spec.backends.iter().map(|b| (*b, b.to_string())).collect(),
             spec: spec.clone(),
             balancer,
             registry,
             schedule: Mutex::new(Instant::now()),
             checking: AtomicBool::new(false),
-        }
+        })
     }
 
     /// A healthy backend not in `tried` (the backends this request already failed to reach).

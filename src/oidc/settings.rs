@@ -1,0 +1,121 @@
+//! The OpenID Connect client's spec and its build: the settings as the config gives them, and
+//! `build`, which parses the client's private key once so that no token request parses it
+//! again (or finds it broken then). Imports nothing from `config`.
+
+use crate::secret::Secret;
+use jsonwebtoken::{Algorithm, EncodingKey};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    /// Origin users reach the proxy at, without a trailing slash.
+    pub public_url: String,
+    pub claims: ClaimNames,
+    pub prompt: Option<String>,
+    pub ui_locales: Option<String>,
+    pub acr_values: Option<String>,
+    pub admin_groups: Vec<String>,
+    pub api_audiences: Vec<String>,
+    pub post_logout_redirect: String,
+}
+
+impl OidcSettings {
+    pub fn callback_url(&self) -> String {
+        format!("{}{}", self.public_url, crate::oauth2_paths::CALLBACK)
+    }
+    pub fn logout_callback_url(&self) -> String {
+        format!(
+            "{}{}",
+            self.public_url,
+            crate::oauth2_paths::LOGOUT_CALLBACK
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientAuth {
+    SecretBasic(Secret),
+    SecretPost(Secret),
+    /// RFC 7523 client assertion signed with our own key.
+    PrivateKeyJwt {
+        key_pem: Secret,
+        key_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    pub user: String,
+    pub groups: String,
+    pub email: String,
+}
+
+/// The client's `private_key_jwt` key (RFC 7523), parsed once.
+pub struct SigningKey {
+    pub key: EncodingKey,
+    pub alg: Algorithm,
+    pub key_id: Option<String>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings with everything in them parsed: what the relying party runs on.
+#[derive(Debug)]
+pub struct ClientConfig {
+    pub settings: OidcSettings,
+    /// `Some` for `private_key_jwt`.
+    pub signing_key: Option<SigningKey>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("client_key_file holds no RSA or EC (P-256) private key in PEM form")]
+    ClientKey,
+}
+
+impl BuildError {
+    /// The field at fault, relative to the `oidc` spec.
+    pub fn field(&self) -> &'static str {
+        match self {
+            BuildError::ClientKey => "client_key_file",
+        }
+    }
+}
+
+pub fn build(settings: &OidcSettings) -> Result<ClientConfig, BuildError> {
+    let signing_key = match &settings.client_auth {
+        ClientAuth::PrivateKeyJwt { key_pem, key_id } => Some(signing_key(key_pem, key_id)?),
+        ClientAuth::SecretBasic(_) | ClientAuth::SecretPost(_) => None,
+    };
+    Ok(ClientConfig {
+        settings: settings.clone(),
+        signing_key,
+    })
+}
+
+/// RS256 for an RSA key, ES256 for a P-256 one: the two every provider accepts.
+fn signing_key(pem: &Secret, key_id: &Option<String>) -> Result<SigningKey, BuildError> {
+    let bytes = pem.expose().as_bytes();
+    let (key, alg) = match EncodingKey::from_rsa_pem(bytes) {
+        Ok(k) => (k, Algorithm::RS256),
+        Err(_) => (
+            EncodingKey::from_ec_pem(bytes).map_err(|_| BuildError::ClientKey)?,
+            Algorithm::ES256,
+        ),
+    };
+    Ok(SigningKey {
+        key,
+        alg,
+        key_id: key_id.clone(),
+    })
+}

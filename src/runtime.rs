@@ -10,7 +10,7 @@
 use crate::config::{self, Config, Draft, IdentityHeaderNames, Problems};
 use crate::oidc;
 use crate::oidc::settings::ClientConfig;
-use crate::plugins::Plugins;
+use crate::plugins::{self, Plugins};
 use crate::router::{self, RouteIndex, RouteTarget, Router};
 use crate::session::crypto::KeyRing;
 use crate::session::spec::build_keys;
@@ -65,7 +65,16 @@ pub fn load_and_build_on(
     let fixed = build_fixed(&config).map_err(|p| problems.extend(p.0));
     let fixed = match fixed {
         Ok(fixed) if problems.is_empty() => fixed,
-        _ => return Err(Problems::sorted(problems)),
+        _ => {
+            // One run reports every problem: the scripts' too, though the file has others.
+            // (Routes and pools are not built from a file with problems: the file's own
+            // checks already cover what their builds refuse.)
+            let route_names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+            if let Err(p) = build_plugins(&config, &route_names) {
+                problems.extend(p.0);
+            }
+            return Err(Problems::sorted(problems));
+        }
     };
     let runtime = build(&config, previous)?;
     Ok((config, fixed, runtime))
@@ -150,7 +159,7 @@ pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, Pro
     // their Lua states instead of every thread building them again.
     let plugins = match previous {
         Some(p) if p.plugins.same_as(&config.plugins, &route_names) => p.plugins.clone(),
-        _ => Arc::new(Plugins::new(config.plugins.clone(), &route_names)),
+        _ => Arc::new(build_plugins(config, &route_names)?),
     };
     Ok(Runtime {
         plugins,
@@ -162,6 +171,16 @@ pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, Pro
         access_log_user: config.logging.access_log_user,
         max_request_header_size: config.server.max_request_header_size,
         max_request_headers: config.server.max_request_headers,
+    })
+}
+
+fn build_plugins(config: &Config, route_names: &[&str]) -> Result<Plugins, Problems> {
+    plugins::build(config.plugins.clone(), route_names).map_err(|errors| {
+        let at = &config.locations;
+        let located = errors
+            .iter()
+            .map(|e| at.locate(&format!("plugins{}", e.field()), e.to_string()));
+        Problems::sorted(located.collect())
     })
 }
 

@@ -1,5 +1,5 @@
-//! Plugins: each script is read and run once in its sandbox before a config is accepted, so a
-//! syntax error or a script that fails at load is refused with its file and line.
+//! Plugins: each script is read here; `plugins::build` runs it once in its sandbox before the
+//! config is accepted, and its refusal is placed at the script's entry.
 
 use super::model::RouteSpec;
 use super::schema::PluginSection;
@@ -45,22 +45,18 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            let config = p.config.clone().unwrap_or(serde_json::Value::Null);
-            match crate::plugins::check(&source, &shown, &config) {
-                Ok(checked) => out.push(PluginSpec {
-                    name,
-                    path: shown,
-                    source,
-                    routes: p
-                        .routes
-                        .as_ref()
-                        .map(|r| r.iter().map(|n| n.to_string()).collect()),
-                    config,
-                    on_request: checked.on_request,
-                    on_response: checked.on_response,
-                }),
-                Err(message) => self.report(&p.script, format!("plugin {shown}: {message}")),
-            }
+            // Run by `plugins::build`; a script it refuses is placed at its entry.
+            self.record(format!("plugins[{}].script", out.len()), &p.script);
+            out.push(PluginSpec {
+                name,
+                path: shown,
+                source,
+                routes: p
+                    .routes
+                    .as_ref()
+                    .map(|r| r.iter().map(|n| n.to_string()).collect()),
+                config: p.config.clone().unwrap_or(serde_json::Value::Null),
+            });
         }
         out
     }

@@ -18,7 +18,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A validated script, as the config holds it.
+/// A script as the config gives it: read, not yet run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginSpec {
     /// The script's file stem: logs and metrics.
@@ -30,18 +30,62 @@ pub struct PluginSpec {
     pub routes: Option<Vec<String>>,
     /// The `config:` table the script reads as the global `config`.
     pub config: serde_json::Value,
-    pub on_request: bool,
-    pub on_response: bool,
 }
 
 /// What a script learned when its top level ran: which phases it takes part in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checked {
     pub on_request: bool,
     pub on_response: bool,
 }
 
-/// Runs a script once in a sandbox, as validation does before a config is accepted.
-pub fn check(source: &str, path: &str, config: &serde_json::Value) -> Result<Checked, String> {
+/// A script that does not load, naming its entry in the plugin list.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("plugin {path}: {message}")]
+pub struct BuildError {
+    /// Index into the plugin list.
+    pub plugin: usize,
+    pub path: String,
+    pub message: String,
+}
+
+impl BuildError {
+    /// The field at fault, relative to the plugin list.
+    pub fn field(&self) -> String {
+        format!("[{}].script", self.plugin)
+    }
+}
+
+/// Runs each script's top level once in its sandbox, so that a syntax error or a script that
+/// fails at load is refused with its file and line before the snapshot serves. Every script
+/// that fails is named.
+pub fn build(specs: Vec<PluginSpec>, route_names: &[&str]) -> Result<Plugins, Vec<BuildError>> {
+    let mut phases = Vec::with_capacity(specs.len());
+    let mut errors = Vec::new();
+    for (plugin, spec) in specs.iter().enumerate() {
+        match check(&spec.source, &spec.path, &spec.config) {
+            Ok(checked) => phases.push(checked),
+            Err(message) => errors.push(BuildError {
+                plugin,
+                path: spec.path.clone(),
+                message,
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let by_route = Plugins::assign(&specs, route_names);
+    Ok(Plugins {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        specs,
+        phases,
+        by_route,
+    })
+}
+
+/// Runs a script once in a sandbox: which phases it defines, or why it does not load.
+fn check(source: &str, path: &str, config: &serde_json::Value) -> Result<Checked, String> {
     let lua = sandbox::instantiate(source, path, "check", config).map_err(|e| lua_message(&e))?;
     let defined = |name: &str| matches!(lua.globals().get::<Value>(name), Ok(Value::Function(_)));
     let checked = Checked {
@@ -68,6 +112,8 @@ pub struct Plugins {
     /// Tells thread-local states of an older snapshot from this one's.
     id: u64,
     specs: Vec<PluginSpec>,
+    /// Indexed like `specs`: the phases each script defines.
+    phases: Vec<Checked>,
     /// Indexed like the router's routes: the scripts each runs, in config order.
     by_route: Vec<Vec<usize>>,
 }
@@ -103,15 +149,6 @@ thread_local! {
 }
 
 impl Plugins {
-    pub fn new(specs: Vec<PluginSpec>, route_names: &[&str]) -> Plugins {
-        let by_route = Self::assign(&specs, route_names);
-        Plugins {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            specs,
-            by_route,
-        }
-    }
-
     /// Whether these scripts, on these routes, are what `self` already runs.
     pub fn same_as(&self, specs: &[PluginSpec], route_names: &[&str]) -> bool {
         self.specs == specs && self.by_route == Self::assign(specs, route_names)
@@ -138,14 +175,14 @@ impl Plugins {
     fn for_route(
         &self,
         route: usize,
-        phase: fn(&PluginSpec) -> bool,
+        phase: fn(&Checked) -> bool,
     ) -> impl Iterator<Item = usize> + '_ {
         self.by_route
             .get(route)
             .into_iter()
             .flatten()
             .copied()
-            .filter(move |&i| phase(&self.specs[i]))
+            .filter(move |&i| self.phases.get(i).is_some_and(phase))
     }
 
     pub fn has_request_phase(&self, route: usize) -> bool {

@@ -28,7 +28,8 @@ LAYERS = [
     {"runtime", "reload", "probes", "admin", "health", "session_watch"},
     # The request path.
     # identity writes who a request speaks for into its headers: a step of the request path.
-    {"dispatch", "gate", "identity", "proxy", "downstream"},
+    # The /oauth2/* endpoints answer requests, as the gate does, with what oidc provides.
+    {"dispatch", "gate", "identity", "oauth2_endpoints", "proxy", "downstream"},
     {"server"},
 ]
 

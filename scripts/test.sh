@@ -10,6 +10,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+python3 scripts/check-imports.py
 echo "== acceptance: login flow against oidc-provider (npm), a certified OpenID provider"
 command -v node >/dev/null || { echo "test.sh: node (>= 20) is needed for the oidc-provider acceptance test" >&2; exit 1; }
 cargo build --locked

@@ -23,6 +23,7 @@ pub mod identity;
 pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
+pub mod oauth2_endpoints;
 pub mod oauth2_paths;
 pub mod oidc;
 pub mod pages;

@@ -207,7 +207,7 @@ impl ProxyHttp for Portcullis {
                         .get_header(http::header::ACCEPT)
                         .map(|v| v.as_bytes()),
                 );
-                let reply = crate::oidc::endpoints::answer(
+                let reply = crate::oauth2_endpoints::answer(
                     oidc,
                     session.req_header(),
                     &path,

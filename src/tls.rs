@@ -311,3 +311,60 @@ impl pingora::services::background::BackgroundService for CertWatch {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(dir: &Path, stem: &str) -> CertFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let files = CertFiles {
+            cert: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+            hosts: Vec::new(),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    fn listener(certificates: Vec<CertFiles>) -> TlsListener {
+        TlsListener {
+            certificates,
+            hsts: None,
+            http2: true,
+        }
+    }
+
+    #[test]
+    fn certificates_that_do_not_load_are_a_build_error_naming_the_entry_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = self_signed(dir.path(), "good");
+        let other = self_signed(dir.path(), "other");
+        assert!(build(&listener(vec![good.clone()])).is_ok());
+
+        let missing_cert = CertFiles {
+            cert: dir.path().join("missing.crt"),
+            ..good.clone()
+        };
+        let err = build(&listener(vec![good.clone(), missing_cert])).unwrap_err();
+        assert_eq!(err.field(), "certificates[1].cert");
+
+        let not_a_key = CertFiles {
+            key: good.cert.clone(),
+            ..good.clone()
+        };
+        let err = build(&listener(vec![not_a_key])).unwrap_err();
+        assert_eq!(err.field(), "certificates[0].key");
+
+        let mismatched = CertFiles {
+            key: other.key.clone(),
+            ..good
+        };
+        let err = build(&listener(vec![mismatched])).unwrap_err();
+        assert_eq!(err.field(), "certificates[0].cert");
+        assert!(err.to_string().contains("does not belong"), "{err}");
+    }
+}

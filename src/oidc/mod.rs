@@ -1,7 +1,7 @@
-//! OpenID Connect relying party: the `/oauth2/*` endpoints and request authentication
-//! (session cookie, or a bearer JWT on API routes), with transparent token refresh.
+//! OpenID Connect relying party: login, tokens and request authentication (session cookie, or
+//! a bearer JWT on API routes), with transparent token refresh. The `/oauth2/*` endpoints that
+//! use it are in `oauth2_endpoints`.
 
-pub mod endpoints;
 pub mod login;
 pub mod provider;
 pub mod redirect;

@@ -119,3 +119,57 @@ fn signing_key(pem: &Secret, key_id: &Option<String>) -> Result<SigningKey, Buil
         key_id: key_id.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(client_auth: ClientAuth) -> OidcSettings {
+        OidcSettings {
+            issuer: "https://idp.example".into(),
+            client_id: "portcullis".into(),
+            client_auth,
+            scopes: vec!["openid".into()],
+            public_url: "https://work.example".into(),
+            claims: ClaimNames {
+                user: "preferred_username".into(),
+                groups: "groups".into(),
+                email: "email".into(),
+            },
+            prompt: None,
+            ui_locales: None,
+            acr_values: None,
+            admin_groups: vec![],
+            api_audiences: vec![],
+            post_logout_redirect: "/".into(),
+        }
+    }
+
+    #[test]
+    fn a_client_key_that_does_not_parse_is_a_build_error_naming_the_key_file() {
+        let garbage = ClientAuth::PrivateKeyJwt {
+            key_pem: Secret::new(
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into(),
+            ),
+            key_id: None,
+        };
+        let err = build(&settings(garbage)).unwrap_err();
+        assert_eq!(err, BuildError::ClientKey);
+        assert_eq!(err.field(), "client_key_file");
+
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let ec = ClientAuth::PrivateKeyJwt {
+            key_pem: Secret::new(p256.serialize_pem()),
+            key_id: Some("k".into()),
+        };
+        let built = build(&settings(ec)).unwrap();
+        let key = built.signing_key.unwrap();
+        assert_eq!(
+            (key.alg, key.key_id.as_deref()),
+            (Algorithm::ES256, Some("k"))
+        );
+
+        let secret = ClientAuth::SecretBasic(Secret::new("s".into()));
+        assert!(build(&settings(secret)).unwrap().signing_key.is_none());
+    }
+}

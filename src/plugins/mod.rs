@@ -369,3 +369,44 @@ fn lua_message(e: &mlua::Error) -> String {
             .to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, source: &str) -> PluginSpec {
+        PluginSpec {
+            name: name.into(),
+            path: format!("{name}.lua"),
+            source: source.into(),
+            routes: None,
+            config: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn every_script_that_does_not_load_is_a_build_error_naming_its_entry() {
+        let specs = vec![
+            spec("good", "function on_request(req) end"),
+            spec("broken", "function on_request(req)\n  return (\nend\n"),
+            spec("idle", "x = 1\n"),
+        ];
+        let errors = build(specs, &["/"]).err().unwrap_or_default();
+        let fields: Vec<String> = errors.iter().map(BuildError::field).collect();
+        assert_eq!(fields, ["[1].script", "[2].script"]);
+        assert!(
+            errors[0].to_string().starts_with("plugin broken.lua: "),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].message.contains("defines neither"),
+            "{}",
+            errors[1]
+        );
+
+        let plugins = build(vec![spec("good", "function on_response(r) end")], &["/"]);
+        let plugins = plugins.ok().unwrap();
+        assert!(plugins.has_response_phase(0) && !plugins.has_request_phase(0));
+    }
+}

@@ -310,3 +310,50 @@ fn new_peer(
     peer.options.idle_timeout = Some(Duration::from_secs(55));
     peer
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str, backends: &[&str]) -> PoolSpec {
+        PoolSpec {
+            name: name.into(),
+            backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+            selection: Selection::RoundRobin,
+            health: None,
+            tls: false,
+            sni: String::new(),
+            http2: false,
+        }
+    }
+
+    #[test]
+    fn a_pool_without_backends_is_a_build_error_naming_the_field() {
+        let spec = Upstreams {
+            pools: vec![pool("web", &["127.0.0.1:9"]), pool("empty", &[])],
+            desktops: Vec::new(),
+        };
+        let err = build(&spec, None, None).err();
+        assert_eq!(
+            err,
+            Some(BuildError::NoBackends {
+                pool: "empty".into()
+            })
+        );
+        assert_eq!(
+            err.map(|e| e.field()).as_deref(),
+            Some("pools[empty].backends")
+        );
+    }
+
+    #[test]
+    fn an_unchanged_pool_is_kept_across_builds() {
+        let spec = Upstreams {
+            pools: vec![pool("web", &["127.0.0.1:9"])],
+            desktops: Vec::new(),
+        };
+        let first = build(&spec, None, None).unwrap();
+        let second = build(&spec, Some(&first.pools), Some(&first.desktops)).unwrap();
+        assert!(Arc::ptr_eq(&first.pools["web"], &second.pools["web"]));
+    }
+}

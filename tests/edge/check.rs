@@ -204,3 +204,83 @@ fn rejects_broken_identity_settings_with_their_place() {
         }
     }
 }
+
+/// A bad value that only its component's build can judge (a certificate, a key, a script) is
+/// refused by `check` at the line that names it, as the build run by `run` would refuse it.
+#[test]
+fn component_builds_refuse_bad_values_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::support::pki::TestCa::new();
+    let (crt, _) = ca.issue(dir.path(), "site", &["a.example"]);
+    std::fs::write(dir.path().join("upstreams.yaml"), GOOD_UPSTREAMS).unwrap();
+    std::fs::write(dir.path().join("not-a-key.pem"), "just text\n").unwrap();
+    std::fs::write(dir.path().join("idle.lua"), "x = 1\n").unwrap();
+    let head = "listen:\n  - address: \"127.0.0.1:8080\"\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: /, upstream: console }\n";
+    let oidc = "oidc:\n  issuer: https://idp.example.com\n  client_id: c\n  public_url: https://work.example.com\n";
+    let cases: Vec<(String, &[&str])> = vec![
+        // tls: a key file that holds no key, placed at `key`, not at `cert`.
+        (
+            format!("listen:\n  - address: \"127.0.0.1:8443\"\n    tls:\n      cert: {}\n      key: not-a-key.pem\nupstreams_file: upstreams.yaml\nroutes:\n  - {{ prefix: /, upstream: console }}\n", crt.display()),
+            &["portcullis.yaml:5:", "no usable private key"],
+        ),
+        // tls: a certificate file that does not exist.
+        (
+            "listen:\n  - address: \"127.0.0.1:8443\"\n    tls:\n      cert: missing.crt\n      key: not-a-key.pem\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: /, upstream: console }\n".to_string(),
+            &["portcullis.yaml:4:", "missing.crt", "cannot read certificates"],
+        ),
+        // session: a key ring that does not decode.
+        (
+            format!("{head}session:\n  key: c2hvcnQ=\n"),
+            &["portcullis.yaml:7:", "session key"],
+        ),
+        // oidc: a private_key_jwt key file that holds no key.
+        (
+            format!("{head}{oidc}  client_auth: private_key_jwt\n  client_key_file: not-a-key.pem\n"),
+            &["portcullis.yaml:11:", "client_key_file holds no RSA or EC"],
+        ),
+        // plugins: a script that defines no phase.
+        (
+            format!("{head}plugins:\n  - script: idle.lua\n"),
+            &["portcullis.yaml:7:", "plugin", "defines neither"],
+        ),
+        // router: a prefix matching cannot serve.
+        (
+            "listen:\n  - address: \"127.0.0.1:8080\"\nupstreams_file: upstreams.yaml\nroutes:\n  - { prefix: nothing, upstream: console }\n".to_string(),
+            &["portcullis.yaml:5:", "must start with `/`"],
+        ),
+    ];
+    for (i, (config, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join("portcullis.yaml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} was accepted");
+        for fragment in *expected {
+            assert!(
+                stderr.contains(fragment),
+                "case {i}: `{fragment}` missing from:\n{stderr}"
+            );
+        }
+    }
+    // The upstreams file: a pool with no backends, at its line there.
+    std::fs::write(dir.path().join("portcullis.yaml"), GOOD).unwrap();
+    std::fs::write(
+        dir.path().join("upstreams.yaml"),
+        "upstreams:\n  console: { backends: [\"127.0.0.1:1\"] }\n  api:\n    backends: []\ndesktops: {}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(dir.path().join("portcullis.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("upstreams.yaml:4:") && stderr.contains("pool `api` has no backends"),
+        "{stderr}"
+    );
+}

@@ -1,18 +1,20 @@
 //! The proxy's own `/oauth2/*` endpoints, one function each. Nothing under `/oauth2/` is ever
-//! forwarded upstream.
+//! forwarded upstream. A step of the request path, beside the gate: it answers requests with
+//! what `oidc` (login, tokens, sessions) provides, so `oidc` need not import the gate.
 
-use super::login::{self, CallbackError};
-use super::redirect::SafeRedirect;
-use super::tokens::TokenError;
-use super::{identity_of, Oidc};
 use crate::gate::cross_origin::{self, Initiator};
 use crate::metrics::metrics;
+use crate::oidc::login::{self, CallbackError};
+use crate::oidc::redirect::SafeRedirect;
+use crate::oidc::tokens::TokenError;
+use crate::oidc::{identity_of, Oidc};
 use crate::pages::{Failure, Reply};
 use crate::session::cookies;
 use crate::session::{now_secs, Session, SessionData};
 use pingora::http::RequestHeader;
 
 pub use crate::oauth2_paths::PREFIX;
+
 /// Binds the sealed logout `state` to its purpose, so no other sealed value can stand in.
 const LOGOUT_STATE_AAD: &[u8] = b"portcullis logout state";
 

@@ -7,7 +7,7 @@ pub use crate::logging::{LogFormat, LoggingSettings};
 pub use crate::oidc::settings::{ClaimNames, ClientAuth, OidcSettings};
 pub use crate::router::spec::{Allow, Auth, HostPattern, RouteSpec, RouteTarget, Timeouts};
 pub use crate::secret::Secret;
-pub use crate::session::spec::{RedisStoreSettings, SessionSettings, StoreKind};
+pub use crate::session::spec::{RedisSettings, SentinelSettings, SessionSettings, StoreKind};
 pub use crate::tls::TlsListener;
 pub use crate::upstreams::spec::{
     DesktopSpec, HashKey, HealthKind, HealthSpec, PoolSpec, Selection, Upstreams,

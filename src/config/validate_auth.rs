@@ -266,7 +266,7 @@ impl Validator<'_> {
         out
     }
 
-    fn redis(&mut self, r: &RedisSection, at: &Text) -> RedisStoreSettings {
+    fn redis(&mut self, r: &RedisSection, at: &Text) -> RedisSettings {
         let (urls, sentinel_master) = match (&r.url, &r.urls, &r.sentinel) {
             (Some(u), None, None) => (vec![u.clone()], None),
             (None, Some(list), None) if !list.is_empty() => (list.clone(), None),
@@ -290,15 +290,25 @@ impl Validator<'_> {
                 );
             }
         }
-        RedisStoreSettings {
-            urls: urls.iter().map(|u| Secret::new(u.to_string())).collect(),
+        let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+        // With Sentinel, the listed URLs are the sentinels'; the master's own URL (optional)
+        // only gives its credentials, database and TLS mode.
+        let (urls, sentinel) = match sentinel_master {
+            Some(master_name) => (
+                r.sentinel
+                    .as_ref()
+                    .and_then(|s| s.master_url.as_ref())
+                    .map(|u| u.to_string())
+                    .into_iter()
+                    .collect(),
+                Some(SentinelSettings { master_name, urls }),
+            ),
+            None => (urls, None),
+        };
+        RedisSettings {
+            urls,
             cluster: r.cluster || r.urls.as_ref().is_some_and(|l| l.len() > 1),
-            sentinel_master,
-            sentinel_master_url: r
-                .sentinel
-                .as_ref()
-                .and_then(|s| s.master_url.as_ref())
-                .map(|u| Secret::new(u.to_string())),
+            sentinel,
             key_prefix: r.key_prefix.clone().unwrap_or_else(|| "portcullis:".into()),
             timeout: self.duration(&r.timeout, std::time::Duration::from_secs(1)),
         }

@@ -21,7 +21,7 @@ use cache::Cache;
 use crypto::KeyRing;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-pub use spec::{RedisStoreSettings, SessionSettings, StoreKind};
+pub use spec::{RedisSettings, SessionSettings, StoreKind};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{SessionStore, StoreError};
@@ -295,28 +295,7 @@ pub async fn connect_store(
                 .with_sessions_per_user(settings.max_sessions_per_user),
         )))),
         StoreKind::Redis(r) => {
-            let urls: Vec<String> = r.urls.iter().map(|u| u.expose().to_string()).collect();
-            let (urls, sentinel) = match &r.sentinel_master {
-                Some(master) => (
-                    r.sentinel_master_url
-                        .iter()
-                        .map(|u| u.expose().to_string())
-                        .collect(),
-                    Some(redis::SentinelSettings {
-                        master_name: master.clone(),
-                        urls,
-                    }),
-                ),
-                None => (urls, None),
-            };
-            let store = redis::RedisStore::connect(redis::RedisSettings {
-                urls,
-                cluster: r.cluster,
-                sentinel,
-                key_prefix: r.key_prefix.clone(),
-                timeout: r.timeout,
-            })
-            .await?;
+            let store = redis::RedisStore::connect(r.clone()).await?;
             Ok(Arc::new(instrumented::Instrumented(Arc::new(store))))
         }
     }

@@ -2,6 +2,7 @@
 
 use super::crypto::{KeyError, KeyRing};
 use crate::secret::Secret;
+use std::fmt;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,18 +44,74 @@ impl Default for SessionSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreKind {
     Memory,
-    Redis(RedisStoreSettings),
+    Redis(RedisSettings),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct RedisStoreSettings {
-    /// May carry a password: printed only through `Secret`.
-    pub urls: Vec<Secret>,
+/// Where and how to reach Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// One URL: a single server (`redis://` or `rediss://`). Several URLs, or `cluster`: the
+    /// seed nodes of a Redis Cluster. With `sentinel`, at most one URL, optional: it gives the
+    /// credentials, database and TLS mode used for the master (its host and port are ignored).
+    pub urls: Vec<String>,
     pub cluster: bool,
-    pub sentinel_master: Option<String>,
-    pub sentinel_master_url: Option<Secret>,
+    pub sentinel: Option<SentinelSettings>,
+    /// Prepended to every Redis key and to the invalidation channel.
     pub key_prefix: String,
+    /// Bound on every operation, and on each connection attempt and response.
     pub timeout: Duration,
+}
+
+/// Redis Sentinel: the sentinels to ask and the name of the master they watch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelSettings {
+    pub master_name: String,
+    /// The sentinels' own URLs (their credentials, if any, are the sentinels').
+    pub urls: Vec<String>,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            urls: vec!["redis://127.0.0.1:6379".to_string()],
+            cluster: false,
+            sentinel: None,
+            key_prefix: "portcullis:".to_string(),
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+// Hand-written so that a settings dump in a log never shows a password.
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| super::redis::redact_url(u))
+            .collect();
+        f.debug_struct("RedisSettings")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("sentinel", &self.sentinel)
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SentinelSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| super::redis::redact_url(u))
+            .collect();
+        f.debug_struct("SentinelSettings")
+            .field("master_name", &self.master_name)
+            .field("urls", &urls)
+            .finish()
+    }
 }
 
 /// Session keys that do not make a key ring.

@@ -250,7 +250,7 @@ async fn end_session(
     let settings = &oidc.provider.settings;
     let redirect = redirect
         .and_then(SafeRedirect::parse)
-        .unwrap_or_else(|| SafeRedirect::parse_or_root(Some(&settings.post_logout_redirect)));
+        .unwrap_or_else(|| oidc.provider.post_logout_redirect.clone());
     let mut id_token_hint = None;
     if let Some(cookie) = cookies::find(req, oidc.cookie_name()) {
         if let Ok(Some(s)) = oidc.sessions.load(cookie).await {
@@ -293,8 +293,7 @@ async fn end_session(
 }
 
 fn logout_callback(oidc: &Oidc, state: Option<&str>) -> Reply {
-    let fallback =
-        || SafeRedirect::parse_or_root(Some(&oidc.provider.settings.post_logout_redirect));
+    let fallback = || oidc.provider.post_logout_redirect.clone();
     let target = state
         .and_then(|s| oidc.sessions.keys().open_str(s, LOGOUT_STATE_AAD).ok())
         .and_then(|b| String::from_utf8(b).ok())

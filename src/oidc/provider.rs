@@ -2,6 +2,7 @@
 //! refreshed in the background, and re-fetched (rate-limited) when a token names a key we do
 //! not have yet — the provider rotated its keys.
 
+use super::redirect::SafeRedirect;
 use super::settings::{ClientConfig, OidcSettings, SigningKey};
 use arc_swap::ArcSwapOption;
 use openidconnect::core::{
@@ -68,6 +69,8 @@ pub struct Provider {
     pub settings: OidcSettings,
     /// Parsed once, at build: signs each `private_key_jwt` client assertion.
     pub signing_key: Option<SigningKey>,
+    /// Parsed once, at build: where logout lands when the request names no target.
+    pub post_logout_redirect: SafeRedirect,
     pub http: reqwest::Client,
     state: ArcSwapOption<ProviderState>,
     last_jwks_fetch: Mutex<Option<Instant>>,
@@ -92,6 +95,7 @@ impl Provider {
         Provider {
             settings: client.settings,
             signing_key: client.signing_key,
+            post_logout_redirect: client.post_logout_redirect,
             http,
             state: ArcSwapOption::empty(),
             last_jwks_fetch: Mutex::new(None),

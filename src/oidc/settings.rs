@@ -2,6 +2,7 @@
 //! `build`, which parses the client's private key once so that no token request parses it
 //! again (or finds it broken then). Imports nothing from `config`.
 
+use super::redirect::SafeRedirect;
 use crate::secret::Secret;
 use jsonwebtoken::{Algorithm, EncodingKey};
 
@@ -75,12 +76,17 @@ pub struct ClientConfig {
     pub settings: OidcSettings,
     /// `Some` for `private_key_jwt`.
     pub signing_key: Option<SigningKey>,
+    /// Where logout lands when the request names no target.
+    pub post_logout_redirect: SafeRedirect,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
     #[error("client_key_file holds no RSA or EC (P-256) private key in PEM form")]
     ClientKey,
+    /// An open redirect, configured (the same rules as a request's `?redirect=`).
+    #[error("post_logout_redirect must be a plain path on this site, e.g. `/` or `/goodbye`")]
+    PostLogoutRedirect,
 }
 
 impl BuildError {
@@ -88,6 +94,7 @@ impl BuildError {
     pub fn field(&self) -> &'static str {
         match self {
             BuildError::ClientKey => "client_key_file",
+            BuildError::PostLogoutRedirect => "post_logout_redirect",
         }
     }
 }
@@ -97,9 +104,12 @@ pub fn build(settings: &OidcSettings) -> Result<ClientConfig, BuildError> {
         ClientAuth::PrivateKeyJwt { key_pem, key_id } => Some(signing_key(key_pem, key_id)?),
         ClientAuth::SecretBasic(_) | ClientAuth::SecretPost(_) => None,
     };
+    let post_logout_redirect = SafeRedirect::parse(&settings.post_logout_redirect)
+        .ok_or(BuildError::PostLogoutRedirect)?;
     Ok(ClientConfig {
         settings: settings.clone(),
         signing_key,
+        post_logout_redirect,
     })
 }
 
@@ -146,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn a_client_key_that_does_not_parse_is_a_build_error_naming_the_key_file() {
+    fn a_bad_client_key_or_logout_target_is_a_build_error_naming_the_field() {
         let garbage = ClientAuth::PrivateKeyJwt {
             key_pem: Secret::new(
                 "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into(),
@@ -170,6 +180,14 @@ mod tests {
         );
 
         let secret = ClientAuth::SecretBasic(Secret::new("s".into()));
-        assert!(build(&settings(secret)).unwrap().signing_key.is_none());
+        assert!(build(&settings(secret.clone()))
+            .unwrap()
+            .signing_key
+            .is_none());
+
+        let mut open_redirect = settings(secret);
+        open_redirect.post_logout_redirect = "//evil.example/".into();
+        let err = build(&open_redirect).unwrap_err();
+        assert_eq!(err.field(), "post_logout_redirect");
     }
 }

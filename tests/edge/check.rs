@@ -238,6 +238,11 @@ fn component_builds_refuse_bad_values_at_their_place() {
             format!("{head}{oidc}  client_auth: private_key_jwt\n  client_key_file: not-a-key.pem\n"),
             &["portcullis.yaml:11:", "client_key_file holds no RSA or EC"],
         ),
+        // oidc: a logout target that would be an open redirect.
+        (
+            format!("{head}{oidc}  client_secret: s\n  post_logout_redirect: //evil.example/\n"),
+            &["portcullis.yaml:11:", "post_logout_redirect must be a plain path"],
+        ),
         // plugins: a script that defines no phase.
         (
             format!("{head}plugins:\n  - script: idle.lua\n"),

@@ -84,19 +84,11 @@ const COLD_FETCH_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Provider {
     pub fn new(client: ClientConfig) -> Provider {
-        let http = reqwest::Client::builder()
-            // Following redirects from the provider's endpoints would open us to SSRF.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
         Provider {
             settings: client.settings,
             signing_key: client.signing_key,
+            http: client.http,
             post_logout_redirect: client.post_logout_redirect,
-            http,
             state: ArcSwapOption::empty(),
             last_jwks_fetch: Mutex::new(None),
             cold_fetch: tokio::sync::Mutex::new(None),

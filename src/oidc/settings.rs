@@ -5,6 +5,7 @@
 use super::redirect::SafeRedirect;
 use crate::secret::Secret;
 use jsonwebtoken::{Algorithm, EncodingKey};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OidcSettings {
@@ -78,12 +79,18 @@ pub struct ClientConfig {
     pub signing_key: Option<SigningKey>,
     /// Where logout lands when the request names no target.
     pub post_logout_redirect: SafeRedirect,
+    /// The client for the provider's endpoints.
+    pub http: reqwest::Client,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
     #[error("client_key_file holds no RSA or EC (P-256) private key in PEM form")]
     ClientKey,
+    /// No HTTP client, no provider: refused at start rather than replaced by a default client,
+    /// which would follow redirects.
+    #[error("cannot create the HTTP client for the identity provider: {0}")]
+    HttpClient(String),
     /// An open redirect, configured (the same rules as a request's `?redirect=`).
     #[error("post_logout_redirect must be a plain path on this site, e.g. `/` or `/goodbye`")]
     PostLogoutRedirect,
@@ -94,6 +101,7 @@ impl BuildError {
     pub fn field(&self) -> &'static str {
         match self {
             BuildError::ClientKey => "client_key_file",
+            BuildError::HttpClient(_) => "issuer",
             BuildError::PostLogoutRedirect => "post_logout_redirect",
         }
     }
@@ -110,7 +118,19 @@ pub fn build(settings: &OidcSettings) -> Result<ClientConfig, BuildError> {
         settings: settings.clone(),
         signing_key,
         post_logout_redirect,
+        http: http_client()?,
     })
+}
+
+fn http_client() -> Result<reqwest::Client, BuildError> {
+    reqwest::Client::builder()
+        // Following redirects from the provider's endpoints would open us to SSRF.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| BuildError::HttpClient(e.to_string()))
 }
 
 /// RS256 for an RSA key, ES256 for a P-256 one: the two every provider accepts.

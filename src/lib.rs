@@ -1,7 +1,9 @@
 //! Portcullis: an identity-aware edge proxy on Pingora.
 //!
-//! Data flows one way: `config` (files) → `runtime` (a compiled, immutable snapshot) →
-//! `proxy` (the request phases, which only read the snapshot) → the response.
+//! Data flows one way: `config` (files) → `runtime` (each component builds what it owns into
+//! an immutable snapshot) → `proxy` (the request phases, which only read the snapshot) → the
+//! response. Imports follow the same order: `scripts/check-imports.py` lists the layers and
+//! fails on a cycle or an upward import.
 
 pub mod admin;
 pub mod background;

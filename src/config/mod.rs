@@ -1,8 +1,11 @@
-//! Configuration: the YAML schema, `${ENV}` secrets, validation with file:line:column errors,
-//! and loading of the main file plus the upstreams file it names.
+//! Configuration: the YAML schema, `${ENV}` secrets, the checks that are about the file (types,
+//! unknown keys, cross-references) with file:line:column errors, and loading of the main file
+//! plus the upstreams file it names.
 //!
-//! `load` is the only way in, used by `run`, `check` and (later) the reloader alike, so that
-//! `portcullis check` accepts exactly what the proxy would.
+//! It builds nothing: the components own their specs (re-exported in `model`) and their builds,
+//! which `runtime` runs; `Locations` places a component's `BuildError` at the line that wrote
+//! the value. `runtime::load_and_build` is the one way in for `run`, `check` and reload alike,
+//! so that `portcullis check` accepts exactly what the proxy would serve.
 
 mod env;
 mod load;

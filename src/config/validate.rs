@@ -1,5 +1,6 @@
-//! Semantic checks and conversion from the file schema to the validated model.
-//! Collects every problem instead of stopping at the first, so one `check` run shows them all.
+//! Checks about the file and conversion from the file schema to the components' specs.
+//! Collects every problem instead of stopping at the first, so one `check` run shows them all;
+//! records where each value a component judges was written (`Validator::record`).
 
 use super::locate::Locations;
 use super::model::*;

@@ -1,0 +1,67 @@
+//! The answers `request_filter` gives itself: the proxy's own `/oauth2/*` endpoints, pages
+//! for what dispatch refused, and the gate's verdict on a protected route.
+
+use super::ctx::Ctx;
+use crate::dispatch::Target;
+use crate::gate::{self, Verdict};
+use crate::oidc::Oidc;
+use crate::pages::{self, Failure};
+use crate::config::RouteSpec;
+use pingora::proxy::Session;
+
+/// Answers one of the proxy's own endpoints.
+pub(super) async fn own_endpoint(
+    session: &mut Session,
+    oidc: &Oidc,
+    path: &str,
+    ctx: &Ctx,
+) -> pingora::Result<()> {
+    let html = pages::wants_html(
+        session
+            .get_header(http::header::ACCEPT)
+            .map(|v| v.as_bytes()),
+    );
+    let reply =
+        crate::oidc::endpoints::answer(oidc, session.req_header(), path, &ctx.request_id, html)
+            .await;
+    reply.send(session, &ctx.envelope()).await
+}
+
+/// Answers with the page for `failure`, remembering it for the access log.
+pub(super) async fn refuse(
+    session: &mut Session,
+    failure: Failure,
+    ctx: &mut Ctx,
+) -> pingora::Result<()> {
+    ctx.failure = Some(failure);
+    pages::respond(session, failure, &ctx.envelope()).await
+}
+
+/// Lets the request through when the route's policy admits it (keeping who it speaks for),
+/// otherwise answers with the login redirect or the refusal.
+pub(super) async fn authorize(
+    session: &mut Session,
+    oidc: Option<&Oidc>,
+    route: &RouteSpec,
+    target: &Target,
+    ctx: &mut Ctx,
+) -> pingora::Result<bool> {
+    let owner = match target {
+        Target::Desktop(d) => d.spec.owner.as_deref(),
+        Target::Pool(_) => None,
+    };
+    match gate::check(oidc, route, owner, session.req_header()).await {
+        Verdict::Pass(auth) => {
+            ctx.auth = auth;
+            Ok(false)
+        }
+        Verdict::Login { location } => {
+            pages::redirect(session, 302, &location, &ctx.envelope()).await?;
+            Ok(true)
+        }
+        Verdict::Deny(failure) => {
+            refuse(session, failure, ctx).await?;
+            Ok(true)
+        }
+    }
+}

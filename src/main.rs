@@ -6,7 +6,7 @@
 use clap::{Parser, Subcommand};
 
 // Per-request buffers churn the allocator; mimalloc's thread-local free lists beat glibc's
-// arenas on this workload (see bench/: measured with and without).
+// arenas on this workload (see benches/: measured with and without).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use portcullis::config;

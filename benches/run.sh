@@ -3,10 +3,10 @@
 #
 # Both proxies forward to one tiny nginx upstream (`return 200 "ok\n"`) on loopback;
 # wrk drives each in turn. Prints a table and the portcullis/nginx ratios, and writes
-# the same numbers to bench/out/latest.json. This is a benchmark, not a test: it never
+# the same numbers to benches/out/latest.json. This is a benchmark, not a test: it never
 # fails on slow numbers, only when something does not start or answer.
 #
-# Usage: bench/run.sh [--peer-only]
+# Usage: benches/run.sh [--peer-only]
 #   --peer-only   measure only the nginx proxy (no cargo build, no portcullis)
 # Environment (defaults in brackets):
 #   WORKERS [1]         nginx worker_processes and portcullis server.threads
@@ -22,7 +22,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT_DIR="$ROOT/bench/out"
+OUT_DIR="$ROOT/benches/out"
 
 WORKERS=${WORKERS:-1}
 DURATION=${DURATION:-10s}

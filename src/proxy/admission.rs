@@ -2,11 +2,11 @@
 //! for what dispatch refused, and the gate's verdict on a protected route.
 
 use super::ctx::Ctx;
+use crate::config::RouteSpec;
 use crate::dispatch::Target;
 use crate::gate::{self, Verdict};
 use crate::oidc::Oidc;
 use crate::pages::{self, Failure};
-use crate::config::RouteSpec;
 use pingora::proxy::Session;
 
 /// Answers one of the proxy's own endpoints.
@@ -22,7 +22,7 @@ pub(super) async fn own_endpoint(
             .map(|v| v.as_bytes()),
     );
     let reply =
-        crate::oidc::endpoints::answer(oidc, session.req_header(), path, &ctx.request_id, html)
+        crate::oauth2_endpoints::answer(oidc, session.req_header(), path, &ctx.request_id, html)
             .await;
     reply.send(session, &ctx.envelope()).await
 }

@@ -2,9 +2,9 @@
 //! read, and chunked bodies, which announce no length, are counted as they stream.
 
 use super::ctx::Ctx;
+use crate::config::RouteSpec;
 use crate::metrics::metrics;
 use crate::pages::{self, Failure};
-use crate::config::RouteSpec;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 

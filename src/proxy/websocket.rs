@@ -2,8 +2,8 @@
 //! (so logout and revocation can cut it) and lives by the route's `idle` timeout.
 
 use super::ctx::Ctx;
-use crate::dispatch::Target;
 use crate::config::RouteSpec;
+use crate::dispatch::Target;
 use crate::tunnels::{Tunnel, Tunnels};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;

@@ -4,7 +4,7 @@
 use crate::canonical::Canonical;
 use crate::pages::Failure;
 use crate::router::{RouteIndex, RouteMatch};
-use crate::runtime::Runtime;
+use crate::runtime::Snapshot;
 use crate::upstreams::{Desktop, Pool};
 use crate::upstreams::{HashKey, Selection};
 use pingora::http::RequestHeader;
@@ -38,7 +38,7 @@ pub enum Decision {
 /// `own_endpoints`: whether `/oauth2/*` is answered by the proxy (OpenID Connect is on).
 /// `req` is the canonical request (`canonical::canonicalize` ran in the earliest phase).
 pub fn decide(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     req: &RequestHeader,
     canonical: &Canonical,
     own_endpoints: bool,

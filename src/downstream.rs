@@ -8,7 +8,7 @@ use crate::conn_limits::{ConnectionCaps, Refusal};
 use crate::head_deadline::{head_budget, HeadClock, HeadDeadline, HeadLimits};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::ConnectionOpen;
-use crate::proxy::Portcullis;
+use crate::proxy::EdgeProxy;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ServerApp};
 use pingora::protocols::http::v2::server::default_h2_options;
@@ -72,7 +72,7 @@ static REFUSED_TOTAL: LogThrottle = LogThrottle::per_second();
 static REFUSED_PER_CLIENT: LogThrottle = LogThrottle::per_second();
 
 pub struct Downstream {
-    proxy: Arc<HttpProxy<Portcullis>>,
+    proxy: Arc<HttpProxy<EdgeProxy>>,
     limits: ClientLimits,
     caps: Arc<ConnectionCaps>,
 }
@@ -80,7 +80,7 @@ pub struct Downstream {
 impl Downstream {
     /// `caps` is shared by every client listener: the total cap counts them all.
     pub fn new(
-        mut proxy: HttpProxy<Portcullis>,
+        mut proxy: HttpProxy<EdgeProxy>,
         limits: ClientLimits,
         caps: Arc<ConnectionCaps>,
     ) -> Downstream {

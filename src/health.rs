@@ -2,7 +2,7 @@
 //! interval, from one background service (Pingora cannot add services to a running server, and
 //! pools come and go with reloads).
 
-use crate::runtime::SharedRuntime;
+use crate::runtime::SharedSnapshot;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -12,7 +12,7 @@ use std::time::Duration;
 const TICK: Duration = Duration::from_millis(100);
 
 pub struct HealthChecks {
-    pub runtime: SharedRuntime,
+    pub runtime: SharedSnapshot,
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use crate::oidc::tokens::TokenError;
 use crate::oidc::{identity_of, Oidc};
 use crate::pages::{Failure, Reply};
 use crate::session::cookies;
-use crate::session::{now_secs, Session, SessionData};
+use crate::session::{now_secs, SessionData, UserSession};
 use pingora::http::RequestHeader;
 
 pub use crate::oauth2_paths::PREFIX;
@@ -358,7 +358,7 @@ async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Fail
     Ok(Reply::json(200, &describe(oidc, &session)))
 }
 
-fn describe(oidc: &Oidc, s: &Session) -> serde_json::Value {
+fn describe(oidc: &Oidc, s: &UserSession) -> serde_json::Value {
     let d = &s.data;
     let now = now_secs();
     let timeout_at = d.last_seen + oidc.sessions.settings.inactivity_timeout.as_secs();

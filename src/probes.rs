@@ -4,7 +4,7 @@
 
 use crate::metrics::metrics;
 use crate::oidc::Oidc;
-use crate::runtime::SharedRuntime;
+use crate::runtime::SharedSnapshot;
 use crate::tunnels::Tunnels;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Probes {
-    pub runtime: SharedRuntime,
+    pub runtime: SharedSnapshot,
     pub oidc: Option<Arc<Oidc>>,
     pub tunnels: Arc<Tunnels>,
 }

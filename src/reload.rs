@@ -9,7 +9,7 @@
 //! symlink swaps alike, with no platform-specific notification API to get wrong.
 
 use crate::config::Config;
-use crate::runtime::SharedRuntime;
+use crate::runtime::SharedSnapshot;
 use crate::tunnels::Tunnels;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -54,7 +54,7 @@ pub struct ReloadStats {
 }
 
 pub struct Reloader {
-    pub runtime: SharedRuntime,
+    pub runtime: SharedSnapshot,
     pub tunnels: Arc<Tunnels>,
     pub stats: Arc<ReloadStats>,
     state: Mutex<State>,
@@ -77,7 +77,7 @@ fn content_hash(stamps: &[(PathBuf, Stamp)]) -> u64 {
 }
 
 impl Reloader {
-    pub fn new(config: Config, runtime: SharedRuntime, tunnels: Arc<Tunnels>) -> Reloader {
+    pub fn new(config: Config, runtime: SharedSnapshot, tunnels: Arc<Tunnels>) -> Reloader {
         let stamps = watched(&config);
         let content = content_hash(&stamps);
         crate::metrics::config_loaded(content);

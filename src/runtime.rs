@@ -4,7 +4,7 @@
 //! reload builds and swaps, `run` builds and serves: what was checked is what serves.
 //!
 //! The snapshot that requests read holds routes, pools, desktops and scripts.
-//! A request takes one `Arc<Runtime>` at its start and keeps it to the end, so a later swap
+//! A request takes one `Arc<Snapshot>` at its start and keeps it to the end, so a later swap
 //! (reload) never changes the world under a request in flight.
 
 use crate::config::{self, Config, Draft, IdentityHeaderNames, Problems};
@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-pub struct Runtime {
+pub struct Snapshot {
     pub router: Router,
     /// Indexed like `router.routes()`: the pool of each pool route.
     route_pools: Vec<Option<Arc<Pool>>>,
@@ -49,15 +49,15 @@ pub struct Fixed {
 /// `check` (which discards it) and reload (which swaps the snapshot in and keeps the
 /// restart-only parts it has). The problems in the files and those of the restart-only builds
 /// come in one report, in file order; the snapshot is built from a config without problems.
-pub fn load_and_build(path: &Path) -> Result<(Config, Fixed, Runtime), Problems> {
+pub fn load_and_build(path: &Path) -> Result<(Config, Fixed, Snapshot), Problems> {
     load_and_build_on(path, None)
 }
 
 /// As `load_and_build`, reusing what `previous` built for unchanged pools and scripts.
 pub fn load_and_build_on(
     path: &Path,
-    previous: Option<&Runtime>,
-) -> Result<(Config, Fixed, Runtime), Problems> {
+    previous: Option<&Snapshot>,
+) -> Result<(Config, Fixed, Snapshot), Problems> {
     let Draft {
         config,
         mut problems,
@@ -124,7 +124,7 @@ pub fn build_fixed(config: &Config) -> Result<Fixed, Problems> {
 
 /// Compiles a config into the snapshot requests read. `previous`: the snapshot it replaces,
 /// whose unchanged pools, desktops and scripts are kept as they are.
-pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, Problems> {
+pub fn build(config: &Config, previous: Option<&Snapshot>) -> Result<Snapshot, Problems> {
     let at = &config.locations;
     let upstreams::Built { pools, desktops } = upstreams::build(
         &config.upstreams,
@@ -161,7 +161,7 @@ pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, Pro
         Some(p) if p.plugins.same_as(&config.plugins, &route_names) => p.plugins.clone(),
         _ => Arc::new(build_plugins(config, &route_names)?),
     };
-    Ok(Runtime {
+    Ok(Snapshot {
         plugins,
         router,
         route_pools,
@@ -184,11 +184,11 @@ fn build_plugins(config: &Config, route_names: &[&str]) -> Result<Plugins, Probl
     })
 }
 
-impl Runtime {
+impl Snapshot {
     pub fn pool_of(&self, route: RouteIndex) -> Option<&Arc<Pool>> {
         self.route_pools.get(route).and_then(Option::as_ref)
     }
 }
 
 /// The current snapshot, shared by the proxy and the background tasks.
-pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;

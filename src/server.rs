@@ -8,9 +8,9 @@ use crate::health::HealthChecks;
 use crate::oidc::provider::ProviderWatch;
 use crate::oidc::Oidc;
 use crate::probes::Probes;
-use crate::proxy::Portcullis;
+use crate::proxy::EdgeProxy;
 use crate::reload::Reloader;
-use crate::runtime::{Fixed, Runtime, SharedRuntime};
+use crate::runtime::{Fixed, SharedSnapshot, Snapshot};
 use crate::session_watch::SessionWatch;
 use crate::tls::CertWatch;
 use crate::tunnels::Tunnels;
@@ -43,10 +43,10 @@ pub enum StartError {
 pub fn run(
     config: Config,
     fixed: Fixed,
-    runtime: Runtime,
+    runtime: Snapshot,
     options: RunOptions,
 ) -> Result<std::convert::Infallible, StartError> {
-    let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(runtime));
+    let runtime: SharedSnapshot = Arc::new(ArcSwap::from_pointee(runtime));
     let mut server = Server::new_with_opt_and_conf(
         Opt {
             upgrade: options.upgrade,
@@ -74,7 +74,7 @@ pub fn run(
         }
     };
     let tunnels = Arc::new(Tunnels::default());
-    let edge = |redirect_to_https: Option<u16>| Portcullis {
+    let edge = |redirect_to_https: Option<u16>| EdgeProxy {
         runtime: runtime.clone(),
         oidc: oidc.clone(),
         tunnels: tunnels.clone(),
@@ -92,7 +92,7 @@ pub fn run(
         config.server.max_connections_per_client,
     );
     let server_conf = server.configuration.clone();
-    let service = |name: &str, edge: Portcullis| {
+    let service = |name: &str, edge: EdgeProxy| {
         let proxy = pingora::proxy::http_proxy(&server_conf, edge);
         Service::new(
             name.to_string(),

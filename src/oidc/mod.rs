@@ -12,7 +12,7 @@ use crate::router::Auth;
 use crate::session::cookies;
 use crate::session::crypto::KeyRing;
 use crate::session::SessionSettings;
-use crate::session::{now_secs, Session, Sessions};
+use crate::session::{now_secs, Sessions, UserSession};
 use pingora::http::RequestHeader;
 use provider::Provider;
 use settings::ClientConfig;
@@ -97,7 +97,7 @@ impl Oidc {
     }
 
     /// The session cookie's session, refreshed if its access token is about to expire.
-    pub async fn session_of(&self, req: &RequestHeader) -> Result<Option<Session>, AuthError> {
+    pub async fn session_of(&self, req: &RequestHeader) -> Result<Option<UserSession>, AuthError> {
         let Some(cookie) = cookies::find(req, self.cookie_name()) else {
             return Ok(None);
         };
@@ -150,9 +150,9 @@ impl Oidc {
     /// session (returns `None`) when the provider refuses.
     pub async fn refresh_session(
         &self,
-        session: Session,
+        session: UserSession,
         force: bool,
-    ) -> Result<Option<Session>, AuthError> {
+    ) -> Result<Option<UserSession>, AuthError> {
         let handle = session.handle();
         let seen_refresh = session.data.refreshed_at;
         let local = {
@@ -194,7 +194,7 @@ impl Oidc {
         handle: &crate::session::SessionHandle,
         force: bool,
         seen_refresh: Option<u64>,
-    ) -> Result<Option<Session>, AuthError> {
+    ) -> Result<Option<UserSession>, AuthError> {
         // The freshest copy: another replica may have refreshed while we waited for the lock.
         let Some(mut current) = self.sessions.load_handle(handle, false).await? else {
             return Ok(None);
@@ -217,7 +217,7 @@ impl Oidc {
     }
 
     /// `Ok(false)`: the session cannot continue (no refresh token, or the provider refused).
-    async fn do_refresh(&self, session: &mut Session) -> Result<bool, AuthError> {
+    async fn do_refresh(&self, session: &mut UserSession) -> Result<bool, AuthError> {
         let Some(refresh_token) = session.data.refresh_token.clone() else {
             return Ok(false);
         };
@@ -266,7 +266,7 @@ impl Oidc {
 
 /// Near expiry: within the margin, or within half its lifetime for short-lived tokens (so a
 /// 20-second token is not refreshed on every request).
-fn needs_refresh(s: &Session) -> bool {
+fn needs_refresh(s: &UserSession) -> bool {
     let Some(expires) = s.data.access_expires_at else {
         return false;
     };
@@ -275,7 +275,7 @@ fn needs_refresh(s: &Session) -> bool {
     expires <= now_secs() + margin
 }
 
-pub fn identity_of(s: &Session) -> Identity {
+pub fn identity_of(s: &UserSession) -> Identity {
     Identity {
         sub: s.data.sub.clone(),
         user: s.data.user.clone(),

@@ -8,7 +8,7 @@ use crate::oidc::Authenticated;
 use crate::pages::{self, Failure};
 use crate::plugins;
 use crate::router::RouteIndex;
-use crate::runtime::Runtime;
+use crate::runtime::Snapshot;
 use pingora::proxy::Session;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::Instant;
 pub struct Ctx {
     pub(super) started: Instant,
     pub(super) request_id: String,
-    pub(super) runtime: Option<Arc<Runtime>>,
+    pub(super) runtime: Option<Arc<Snapshot>>,
     pub(super) route: Option<RouteIndex>,
     pub(super) target: Option<Target>,
     pub(super) upstream_uri: Option<String>,

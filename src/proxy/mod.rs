@@ -49,7 +49,7 @@ use crate::identity;
 use crate::oidc::Oidc;
 use crate::pages::{self, Failure};
 use crate::request_id;
-use crate::runtime::SharedRuntime;
+use crate::runtime::SharedSnapshot;
 use crate::tunnels::Tunnels;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -58,8 +58,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::Error;
 use std::sync::Arc;
 
-pub struct Portcullis {
-    pub runtime: SharedRuntime,
+pub struct EdgeProxy {
+    pub runtime: SharedSnapshot,
     pub oidc: Option<Arc<Oidc>>,
     pub tunnels: Arc<Tunnels>,
     /// `Strict-Transport-Security` value by TLS listener port.
@@ -70,7 +70,7 @@ pub struct Portcullis {
 }
 
 #[async_trait]
-impl ProxyHttp for Portcullis {
+impl ProxyHttp for EdgeProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {

@@ -4,7 +4,7 @@
 use super::ctx::Ctx;
 use crate::pages::{self, Failure};
 use crate::router::RouteIndex;
-use crate::runtime::Runtime;
+use crate::runtime::Snapshot;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -12,7 +12,7 @@ use pingora::proxy::Session;
 /// answers 500 rather than letting the request through unchecked.
 pub(super) async fn on_request(
     session: &mut Session,
-    runtime: &Runtime,
+    runtime: &Snapshot,
     route: RouteIndex,
     ctx: &mut Ctx,
 ) -> pingora::Result<bool> {

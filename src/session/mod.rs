@@ -51,22 +51,22 @@ pub use crate::clock::now_secs;
 
 /// A live session, with what it takes to read and rewrite it.
 #[derive(Clone)]
-pub struct Session {
+pub struct UserSession {
     pub key: String,
     pub data: SessionData,
     data_key: Arc<Zeroizing<[u8; 32]>>,
 }
 
-impl std::fmt::Debug for Session {
+impl std::fmt::Debug for UserSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
+        f.debug_struct("UserSession")
             .field("key", &self.key)
             .field("user", &self.data.user)
             .finish()
     }
 }
 
-impl Session {
+impl UserSession {
     /// A handle that can re-read this session later (tunnel checks, refresh).
     pub fn handle(&self) -> SessionHandle {
         SessionHandle {
@@ -131,7 +131,7 @@ impl Sessions {
         let sealed_key = self
             .keys
             .seal_to_string(data_key.as_slice(), key.as_bytes());
-        let session = Session {
+        let session = UserSession {
             key,
             data: data.clone(),
             data_key: Arc::new(data_key),
@@ -142,7 +142,7 @@ impl Sessions {
 
     /// The live session behind a cookie value; `Ok(None)` for anything unknown, malformed,
     /// forged, expired or idle too long.
-    pub async fn load(&self, cookie: &str) -> Result<Option<Session>, StoreError> {
+    pub async fn load(&self, cookie: &str) -> Result<Option<UserSession>, StoreError> {
         let Some(handle) = self.handle_of(cookie) else {
             return Ok(None);
         };
@@ -174,7 +174,7 @@ impl Sessions {
         &self,
         handle: &SessionHandle,
         cached: bool,
-    ) -> Result<Option<Session>, StoreError> {
+    ) -> Result<Option<UserSession>, StoreError> {
         let data = match self.cache.get(&handle.key).filter(|_| cached) {
             Some(data) => data,
             None => {
@@ -200,14 +200,14 @@ impl Sessions {
             let _ = self.delete(&handle.key).await;
             return Ok(None);
         }
-        Ok(Some(Session {
+        Ok(Some(UserSession {
             key: handle.key.clone(),
             data,
             data_key: handle.data_key.clone(),
         }))
     }
 
-    pub async fn save(&self, session: &Session) -> Result<(), StoreError> {
+    pub async fn save(&self, session: &UserSession) -> Result<(), StoreError> {
         let data = &session.data;
         let plain = Zeroizing::new(
             serde_json::to_vec(data).map_err(|e| StoreError::Unavailable(e.to_string()))?,
@@ -235,7 +235,7 @@ impl Sessions {
 
     /// Marks the session as used; written at most once a minute (or a tenth of the inactivity
     /// timeout) so that every request does not cost a store write.
-    pub async fn touch(&self, session: &mut Session) -> Result<(), StoreError> {
+    pub async fn touch(&self, session: &mut UserSession) -> Result<(), StoreError> {
         let now = now_secs();
         let step = (self.settings.inactivity_timeout.as_secs() / 10).clamp(1, 60);
         if now.saturating_sub(session.data.last_seen) >= step {

@@ -68,7 +68,7 @@ pub fn decide(
                 location.push_str(q);
             }
             // 308 keeps the method and body of non-GET requests.
-            let status = if req.method == http::Method::GET || req.method == http::Method::HEAD {
+            let status = if crate::request::is_read(&req.method) {
                 301
             } else {
                 308
@@ -173,14 +173,6 @@ pub fn hash_key<'r>(
         },
         HashKey::Path => req.uri.path().as_bytes(),
         HashKey::Header(name) => req.headers.get(name.as_str()).map_or(b"", |v| v.as_bytes()),
-        HashKey::Cookie(name) => req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map_or(b"", |(_, v)| v.as_bytes()),
+        HashKey::Cookie(name) => crate::request::cookie(req, name).map_or(b"", str::as_bytes),
     }
 }

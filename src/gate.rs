@@ -97,7 +97,7 @@ fn from_another_origin(req: &RequestHeader, route: &RouteSpec) -> bool {
 /// A top-level browser navigation, which can follow a redirect to the login page. Fetches,
 /// WebSocket handshakes and non-GET requests get a 401 instead: a redirect would break them.
 fn is_navigation(req: &RequestHeader) -> bool {
-    if req.method != http::Method::GET && req.method != http::Method::HEAD {
+    if !crate::request::is_read(&req.method) {
         return false;
     }
     match req.headers.get("sec-fetch-mode") {

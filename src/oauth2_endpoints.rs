@@ -28,7 +28,7 @@ pub async fn answer(
 ) -> Reply {
     let fail = |f: Failure| Reply::failure(f, request_id, html);
     let method = &req.method;
-    let get = *method == http::Method::GET || *method == http::Method::HEAD;
+    let get = crate::request::is_read(method);
     let query: Vec<(String, String)> = req
         .uri
         .query()

@@ -15,14 +15,6 @@ use pingora::http::RequestHeader;
 
 const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
-/// Methods some frameworks let a header override (`X-HTTP-Method-Override: DELETE` on a GET
-/// deletes in them); the override makes the request as unsafe as the method it names.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
-
 /// Who started a request, as far as the browser tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Initiator {
@@ -167,18 +159,7 @@ pub fn is_first_party_navigation(req: &RequestHeader, host: Option<&str>) -> boo
     vouched && initiator(req, host, &[]) == Initiator::SameOrigin
 }
 
-/// A request that may change state (RFC 9110 §9.2.1: all but GET, HEAD, OPTIONS and TRACE),
-/// or a safe one whose method-override header names an unsafe method.
-pub fn is_unsafe(req: &RequestHeader) -> bool {
-    if !req.method.is_safe() {
-        return true;
-    }
-    METHOD_OVERRIDES.iter().any(|name| {
-        req.headers.get_all(*name).iter().any(|v| {
-            http::Method::from_bytes(v.as_bytes().trim_ascii()).map_or(true, |m| !m.is_safe())
-        })
-    })
-}
+pub use crate::request::may_change_state as is_unsafe;
 
 /// `origin` (`scheme://host[:port]`, nothing more: browsers send no path, not even `/`) names
 /// the same host and port as a `Host` header. Default ports count as absent on both sides:

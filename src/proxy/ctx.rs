@@ -105,9 +105,4 @@ impl Ctx {
     }
 }
 
-pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-}
+pub(super) use crate::request::client_ip;

@@ -126,37 +126,8 @@ fn could_plant_ours(field: &http::HeaderValue, ours: &OwnCookies) -> bool {
     }
 }
 
-/// Every cookie in the request's Cookie headers, parsed by the `cookie` crate; pieces that are
-/// not `name=value` are skipped, never an error.
-fn request_cookies(req: &RequestHeader) -> impl Iterator<Item = Cookie<'_>> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-}
-
-/// The value of the cookie called `name` in the request's Cookie headers; `None` when there is
-/// none, or when there are several with different values. A browser sends every cookie whose
-/// path matches, longest path first: a second session cookie beside the user's own is one
-/// somebody planted, and picking either would let them choose whose session the request
-/// runs in.
-pub fn find<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
-    let mut values = request_cookies(req)
-        .filter(|c| c.name() == name)
-        .filter_map(|c| c.value_raw())
-        .map(|v| v.trim_matches('"'));
-    let first = values.next()?;
-    if values.any(|v| v != first) {
-        tracing::warn!(
-            cookie = name,
-            "the request carries this cookie more than once with different values; using none"
-        );
-        return None;
-    }
-    Some(first)
-}
+pub use crate::request::cookie as find;
+use crate::request::cookies as request_cookies;
 
 /// The Cookie header without the cookies `drop` accepts a name of; `None` if nothing is left.
 /// `drop` sees the cookie's name and every other name a server may read out of it (a value

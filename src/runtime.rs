@@ -126,40 +126,48 @@ pub fn build_fixed(config: &Config) -> Result<Fixed, Problems> {
 /// whose unchanged pools, desktops and scripts are kept as they are.
 pub fn build(config: &Config, previous: Option<&Snapshot>) -> Result<Snapshot, Problems> {
     let at = &config.locations;
-    let upstreams::Built { pools, desktops } = upstreams::build(
+    // Every refusal in one report, as the file's own checks do.
+    let mut problems = Vec::new();
+    let built = upstreams::build(
         &config.upstreams,
         previous.map(|p| &p.pools),
         previous.map(|p| &p.desktops),
     )
-    .map_err(|e| {
-        Problems(vec![
-            at.locate(&format!("upstreams.{}", e.field()), e.to_string())
-        ])
-    })?;
-    let router = router::build(config.routes.clone()).map_err(|e| {
-        Problems(vec![
-            at.locate(&format!("routes{}", e.field()), e.to_string())
-        ])
-    })?;
+    .map_err(|e| problems.push(at.locate(&format!("upstreams.{}", e.field()), e.to_string())))
+    .ok();
+    let router = router::build(config.routes.clone())
+        .map_err(|e| problems.push(at.locate(&format!("routes{}", e.field()), e.to_string())))
+        .ok();
     let mut route_pools = Vec::new();
-    for (i, route) in router.routes().iter().enumerate() {
-        route_pools.push(match &route.target {
-            RouteTarget::Desktops => None,
-            RouteTarget::Pool(name) => match pools.get(name) {
-                Some(pool) => Some(pool.clone()),
-                None => {
-                    let message = format!("route names upstream `{name}`, which the upstreams file does not define");
-                    return Err(Problems(vec![at.locate(&format!("routes[{i}].upstream"), message)]));
+    if let (Some(built), Some(router)) = (&built, &router) {
+        for (i, route) in router.routes().iter().enumerate() {
+            route_pools.push(match &route.target {
+                RouteTarget::Desktops => None,
+                RouteTarget::Pool(name) => {
+                    let pool = built.pools.get(name).cloned();
+                    if pool.is_none() {
+                        let message = format!("route names upstream `{name}`, which the upstreams file does not define");
+                        problems.push(at.locate(&format!("routes[{i}].upstream"), message));
+                    }
+                    pool
                 }
-            },
-        });
+            });
+        }
     }
-    let route_names: Vec<&str> = router.routes().iter().map(|r| r.name.as_str()).collect();
+    let route_names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
     // The upstreams file changes often (desktops come and go); unchanged scripts keep
     // their Lua states instead of every thread building them again.
     let plugins = match previous {
-        Some(p) if p.plugins.same_as(&config.plugins, &route_names) => p.plugins.clone(),
-        _ => Arc::new(build_plugins(config, &route_names)?),
+        Some(p) if p.plugins.same_as(&config.plugins, &route_names) => Some(p.plugins.clone()),
+        _ => build_plugins(config, &route_names)
+            .map_err(|p| problems.extend(p.0))
+            .map(Arc::new)
+            .ok(),
+    };
+    let (Some(upstreams::Built { pools, desktops }), Some(router), Some(plugins), true) =
+        (built, router, plugins, problems.is_empty())
+    else {
+        return Err(Problems::sorted(problems));
     };
     Ok(Snapshot {
         plugins,

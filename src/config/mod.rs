@@ -14,8 +14,6 @@ pub mod model;
 mod problem;
 mod schema;
 mod validate;
-mod validate_auth;
-mod validate_plugins;
 
 pub use locate::Locations;
 pub use model::*;

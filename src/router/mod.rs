@@ -4,8 +4,10 @@
 //! the number of routes, never on the number of desktops: a desktops route only extracts the
 //! `{id}` segment; the id is looked up in a hash map by the caller.
 
+mod origin;
 pub mod spec;
 
+pub use origin::parse_origin;
 pub use spec::{Allow, Auth, HostPattern, RouteSpec, RouteTarget, Timeouts};
 use std::collections::HashMap;
 

@@ -1,9 +1,9 @@
 //! Plugins: each script is read here; `plugins::build` runs it once in its sandbox before the
 //! config is accepted, and its refusal is placed at the script's entry.
 
-use super::model::RouteSpec;
-use super::schema::PluginSection;
-use super::validate::Validator;
+use super::Validator;
+use crate::config::model::RouteSpec;
+use crate::config::schema::PluginSection;
 use crate::plugins::PluginSpec;
 use std::collections::HashSet;
 use std::path::Path;
@@ -19,7 +19,7 @@ impl Validator<'_> {
         let mut names = HashSet::new();
         let mut out = Vec::new();
         for p in sections {
-            let path = super::resolve_relative(config_path, p.script.as_str());
+            let path = crate::config::resolve_relative(config_path, p.script.as_str());
             let shown = path.display().to_string();
             let name = path
                 .file_stem()

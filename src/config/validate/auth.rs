@@ -1,9 +1,9 @@
 //! Validation of the identity side: `oidc`, `session`, `identity_headers`, and each route's
 //! `auth` and `allow`.
 
-use super::model::*;
-use super::schema::*;
-use super::validate::Validator;
+use super::Validator;
+use crate::config::model::*;
+use crate::config::schema::*;
 use std::path::Path;
 
 impl Validator<'_> {

@@ -150,11 +150,10 @@ fn signing_key(pem: &Secret, key_id: &Option<String>) -> Result<SigningKey, Buil
     })
 }
 
+/// Settings for unit tests: a provider at `https://idp.example`, the client `portcullis`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(client_auth: ClientAuth) -> OidcSettings {
+impl OidcSettings {
+    pub(crate) fn example(client_auth: ClientAuth) -> OidcSettings {
         OidcSettings {
             issuer: "https://idp.example".into(),
             client_id: "portcullis".into(),
@@ -173,6 +172,15 @@ mod tests {
             api_audiences: vec![],
             post_logout_redirect: "/".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(client_auth: ClientAuth) -> OidcSettings {
+        OidcSettings::example(client_auth)
     }
 
     #[test]

@@ -459,28 +459,13 @@ fn token_request_error<
 
 #[cfg(test)]
 mod tests {
-    use super::super::settings::ClaimNames;
     use super::*;
     use crate::secret::Secret;
 
     fn settings(client_auth: ClientAuth) -> OidcSettings {
         OidcSettings {
-            issuer: "https://idp.example".into(),
-            client_id: "portcullis".into(),
-            client_auth,
-            scopes: vec!["openid".into()],
-            public_url: "https://work.example".into(),
-            claims: ClaimNames {
-                user: "preferred_username".into(),
-                groups: "groups".into(),
-                email: "email".into(),
-            },
-            prompt: None,
-            ui_locales: None,
-            acr_values: None,
-            admin_groups: vec![],
             api_audiences: vec!["portcullis".into()],
-            post_logout_redirect: "/".into(),
+            ..OidcSettings::example(client_auth)
         }
     }
 

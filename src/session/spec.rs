@@ -85,13 +85,8 @@ impl Default for RedisSettings {
 // Hand-written so that a settings dump in a log never shows a password.
 impl fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let urls: Vec<String> = self
-            .urls
-            .iter()
-            .map(|u| super::redis::redact_url(u))
-            .collect();
         f.debug_struct("RedisSettings")
-            .field("urls", &urls)
+            .field("urls", &redacted(&self.urls))
             .field("cluster", &self.cluster)
             .field("sentinel", &self.sentinel)
             .field("key_prefix", &self.key_prefix)
@@ -100,16 +95,15 @@ impl fmt::Debug for RedisSettings {
     }
 }
 
+fn redacted(urls: &[String]) -> Vec<String> {
+    urls.iter().map(|u| super::redis::redact_url(u)).collect()
+}
+
 impl fmt::Debug for SentinelSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let urls: Vec<String> = self
-            .urls
-            .iter()
-            .map(|u| super::redis::redact_url(u))
-            .collect();
         f.debug_struct("SentinelSettings")
             .field("master_name", &self.master_name)
-            .field("urls", &urls)
+            .field("urls", &redacted(&self.urls))
             .finish()
     }
 }

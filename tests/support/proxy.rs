@@ -7,6 +7,24 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
+/// `portcullis check` on `config` beside an upstreams file `upstreams.yaml` holding `upstreams`:
+/// whether it passed, and what it printed on stderr.
+pub fn check(config: &str, upstreams: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.yaml");
+    std::fs::write(&path, config).unwrap();
+    std::fs::write(dir.path().join("upstreams.yaml"), upstreams).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub struct Proxy {
     pub addr: SocketAddr,
     /// The operations listener (`/metrics`, `/healthz`, `/readyz`), unless the test set its own.

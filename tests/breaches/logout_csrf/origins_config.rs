@@ -1,23 +1,9 @@
 //! A route's `origins` list as `check` judges it.
 
-use crate::support::proxy::BIN;
-
 fn check(config: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("portcullis.yaml"), config).unwrap();
-    std::fs::write(
-        dir.path().join("upstreams.yaml"),
+    crate::support::proxy::check(
+        config,
         "upstreams:\n  app: { backends: [\"127.0.0.1:9001\"] }\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(dir.path().join("portcullis.yaml"))
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 

@@ -5,7 +5,6 @@
 //! bounded by the same setting, and connections are capped per client address and in total
 //! (503).
 
-use crate::support::proxy::BIN;
 use crate::support::{eventually, prom, raw, wait_for_port, EchoUpstream, Proxy};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -367,30 +366,13 @@ fn status_of(answer: &str) -> u16 {
 
 #[test]
 fn check_refuses_caps_of_zero_a_per_client_cap_above_the_total_and_a_huge_head_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("portcullis.yaml");
     let check = |server: &str| {
-        std::fs::write(
-            &config,
-            format!(
+        crate::support::proxy::check(
+            &format!(
                 "listen:\n  - address: \"127.0.0.1:8080\"\nserver:\n{server}routes:\n  \
                  - {{ prefix: /, upstream: app }}\nupstreams_file: upstreams.yaml\n"
             ),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("upstreams.yaml"),
             "upstreams:\n  app: { backends: [\"127.0.0.1:9\"] }\n",
-        )
-        .unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
     let (ok, err) = check("  max_connections: 10\n  max_connections_per_client: 11\n");

@@ -6,6 +6,7 @@
 //! fails on a cycle or an upward import.
 
 pub mod admin;
+pub mod backchannel_logout;
 pub mod background;
 pub mod canonical;
 pub mod clock;

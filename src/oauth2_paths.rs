@@ -10,3 +10,6 @@ pub const LOGIN: &str = "/oauth2/login";
 pub const CALLBACK: &str = "/oauth2/callback";
 /// Where the provider lands after RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
 pub const LOGOUT_CALLBACK: &str = "/oauth2/logout/callback";
+/// Where the provider posts logout tokens (OpenID Connect Back-Channel Logout 1.0); register
+/// it as the client's `backchannel_logout_uri`.
+pub const BACKCHANNEL_LOGOUT: &str = "/oauth2/logout/backchannel";

@@ -23,6 +23,11 @@ pub struct ExtraMetadata {
     /// RFC 9207: the provider adds `iss` to authorization responses.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// OpenID Connect Back-Channel Logout 1.0 §2.1: the provider posts logout tokens.
+    #[serde(default)]
+    pub backchannel_logout_supported: bool,
+    #[serde(default)]
+    pub frontchannel_logout_supported: bool,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
@@ -248,7 +253,16 @@ impl pingora::services::background::BackgroundService for ProviderWatch {
         loop {
             let wait = match provider.discover().await {
                 Ok(()) => {
-                    tracing::info!(issuer = %provider.settings.issuer, "identity provider metadata loaded");
+                    let extra = provider
+                        .state()
+                        .map(|s| s.metadata.additional_metadata().clone())
+                        .unwrap_or_default();
+                    tracing::info!(
+                        issuer = %provider.settings.issuer,
+                        backchannel_logout_supported = extra.backchannel_logout_supported,
+                        frontchannel_logout_supported = extra.frontchannel_logout_supported,
+                        "identity provider metadata loaded"
+                    );
                     backoff = Duration::from_secs(1);
                     REDISCOVERY_INTERVAL
                 }

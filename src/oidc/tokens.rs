@@ -11,7 +11,10 @@ use openidconnect::{
 };
 use serde_json::{Map, Value};
 
+mod logout;
 mod rules;
+
+pub use logout::{verify_logout_token, LogoutToken, MAX_AGE_SECS as LOGOUT_TOKEN_MAX_AGE_SECS};
 
 pub type Client = CoreClient<
     EndpointSet,
@@ -44,6 +47,8 @@ pub enum TokenError {
     UnknownKey,
     #[error("the bearer token is invalid: {0}")]
     InvalidBearer(String),
+    #[error("the logout token is invalid: {0}")]
+    InvalidLogoutToken(String),
     #[error("the token has no usable `{0}` claim")]
     MissingClaim(String),
 }
@@ -392,30 +397,12 @@ fn verify_bearer_with(
     state: &ProviderState,
     token: &str,
 ) -> Result<Identity, TokenError> {
-    use jsonwebtoken::Algorithm::*;
     let header =
         jsonwebtoken::decode_header(token).map_err(|e| TokenError::InvalidBearer(e.to_string()))?;
-    // Asymmetric algorithms only: accepting HS* would let anyone sign with the public key.
-    if !matches!(
-        header.alg,
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384 | EdDSA
-    ) {
-        return Err(TokenError::InvalidBearer(format!(
-            "algorithm {:?} is not accepted",
-            header.alg
-        )));
-    }
+    accept_algorithm(header.alg).map_err(TokenError::InvalidBearer)?;
     // Judged before any key is looked up, so a hostile header never costs a JWKS fetch.
     rules::check_access_token_header(token).map_err(TokenError::InvalidBearer)?;
-    // Keys come from the provider's JWKS only: `jku`, `jwk`, `x5u` and `x5c` in the header
-    // are the token's own say-so and are never fetched nor trusted.
-    let keys: Vec<&jsonwebtoken::DecodingKey> = match &header.kid {
-        Some(kid) => state.bearer_keys.get(kid).into_iter().collect(),
-        None => state.anonymous_keys.iter().collect(),
-    };
-    if keys.is_empty() {
-        return Err(TokenError::UnknownKey);
-    }
+    let keys = provider_keys(state, &header)?;
     let settings = &provider.settings;
     let expected = rules::Expected {
         issuer: state.metadata.issuer().as_str(),
@@ -442,6 +429,32 @@ fn verify_bearer_with(
         }
     }
     Err(TokenError::InvalidBearer(last))
+}
+
+/// Asymmetric algorithms only: accepting HS* would let anyone sign with the public key.
+fn accept_algorithm(alg: jsonwebtoken::Algorithm) -> Result<(), String> {
+    use jsonwebtoken::Algorithm::*;
+    match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384 | EdDSA => Ok(()),
+        other => Err(format!("algorithm {other:?} is not accepted")),
+    }
+}
+
+/// The provider's keys that may have signed a token with this header. Keys come from the
+/// provider's JWKS only: `jku`, `jwk`, `x5u` and `x5c` in the header are the token's own
+/// say-so and are never fetched nor trusted.
+fn provider_keys<'a>(
+    state: &'a ProviderState,
+    header: &jsonwebtoken::Header,
+) -> Result<Vec<&'a jsonwebtoken::DecodingKey>, TokenError> {
+    let keys: Vec<_> = match &header.kid {
+        Some(kid) => state.bearer_keys.get(kid).into_iter().collect(),
+        None => state.anonymous_keys.iter().collect(),
+    };
+    if keys.is_empty() {
+        return Err(TokenError::UnknownKey);
+    }
+    Ok(keys)
 }
 
 fn token_request_error<

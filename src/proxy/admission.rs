@@ -21,10 +21,41 @@ pub(super) async fn own_endpoint(
             .get_header(http::header::ACCEPT)
             .map(|v| v.as_bytes()),
     );
-    let reply =
+    let reply = if path == crate::oauth2_paths::BACKCHANNEL_LOGOUT {
+        let body = read_body(session, crate::backchannel_logout::MAX_BODY).await;
+        crate::backchannel_logout::answer(oidc, session.req_header(), body).await
+    } else {
         crate::oauth2_endpoints::answer(oidc, session.req_header(), path, &ctx.request_id, html)
-            .await;
+            .await
+    };
     reply.send(session, &ctx.envelope()).await
+}
+
+/// The whole body of a request the proxy answers itself, up to `limit` bytes and within
+/// `BODY_DEADLINE` (the head deadline does not cover bodies).
+async fn read_body(
+    session: &mut Session,
+    limit: usize,
+) -> Result<bytes::Bytes, crate::backchannel_logout::BodyError> {
+    use crate::backchannel_logout::BodyError;
+    const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+    let read = async {
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = session
+            .read_request_body()
+            .await
+            .map_err(|_| BodyError::Unreadable)?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(BODY_DEADLINE, read)
+        .await
+        .unwrap_or(Err(BodyError::Unreadable))
 }
 
 /// Answers with the page for `failure`, remembering it for the access log.

@@ -226,6 +226,10 @@ impl Sessions {
         if let Some(sid) = &data.sid {
             tags.push(self.keys.digest(&format!("sid:{sid}")));
         }
+        // Sessions written before this tag existed are found by `user` or `sid` only.
+        if !data.sub.is_empty() {
+            tags.push(self.keys.digest(&format!("sub:{}", data.sub)));
+        }
         tags
     }
 
@@ -263,6 +267,7 @@ impl Sessions {
     pub async fn keys_of(&self, what: Tagged<'_>) -> Result<Vec<String>, StoreError> {
         let value = match what {
             Tagged::Sid(sid) => format!("sid:{sid}"),
+            Tagged::Sub(sub) => format!("sub:{sub}"),
             Tagged::User(user) => format!("user:{user}"),
         };
         let mut keys = Vec::new();
@@ -323,8 +328,11 @@ pub fn connect_store_blocking(
     runtime.block_on(connect_store(settings))
 }
 
+/// What a group of sessions shares: a provider session (`sid`), the provider's subject
+/// (`sub`, for back-channel logout without `sid`), or our user name.
 pub enum Tagged<'a> {
     Sid(&'a str),
+    Sub(&'a str),
     User(&'a str),
 }
 
@@ -392,7 +400,9 @@ mod tests {
         ] {
             assert!(s.load(&bad).await.unwrap().is_none(), "{bad}");
         }
+        assert_eq!(s.keys_of(Tagged::Sub("s")).await.unwrap().len(), 2);
         assert_eq!(s.delete_all(Tagged::Sid("sid-1")).await.unwrap(), 2);
+        assert_eq!(s.keys_of(Tagged::Sub("s")).await.unwrap().len(), 0);
         assert!(s.load(&cookie).await.unwrap().is_none());
     }
 

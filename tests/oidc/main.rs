@@ -5,6 +5,7 @@
 mod support;
 
 mod attacks;
+mod backchannel;
 mod flow;
 mod policy;
 mod tunnels;

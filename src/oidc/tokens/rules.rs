@@ -33,7 +33,7 @@ pub fn check_access_token_header(token: &str) -> Result<(), String> {
 /// The JOSE header as JSON, read independently of `jsonwebtoken` (whose `Header` drops
 /// members it does not model). Duplicate members: the last one counts, as RFC 7515 §4
 /// allows and as `serde_json` reads them.
-fn jose_header(token: &str) -> Result<Map<String, Value>, String> {
+pub(super) fn jose_header(token: &str) -> Result<Map<String, Value>, String> {
     let first = token.split('.').next().unwrap_or_default();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(first)

@@ -21,6 +21,8 @@ LAYERS = [
     # Components: each owns its spec and its build.
     {"router", "upstreams", "tls", "session", "plugins", "tunnels", "forwarding", "canonical"},
     {"oidc"},
+    # SSO judges redirects with oidc's rules and seals hand-offs with the session keys.
+    {"sso"},
     # The file format, which knows every component's spec.
     {"config"},
     # Assembly: builds the snapshot from the config; wires services.

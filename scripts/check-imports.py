@@ -31,7 +31,7 @@ LAYERS = [
     # The request path.
     # identity writes who a request speaks for into its headers: a step of the request path.
     # The /oauth2/* endpoints answer requests, as the gate does, with what oidc provides.
-    {"dispatch", "gate", "identity", "oauth2_endpoints", "backchannel_logout", "proxy", "downstream"},
+    {"dispatch", "gate", "identity", "oauth2_endpoints", "sso_endpoints", "backchannel_logout", "proxy", "downstream"},
     {"server"},
 ]
 

@@ -11,6 +11,7 @@ use crate::oidc::{identity_of, Oidc};
 use crate::pages::{Failure, Reply};
 use crate::session::cookies;
 use crate::session::{now_secs, SessionData, UserSession};
+use crate::sso_endpoints;
 use pingora::http::RequestHeader;
 
 pub use crate::oauth2_paths::PREFIX;
@@ -44,8 +45,20 @@ pub async fn answer(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    match (path.strip_prefix(PREFIX).unwrap_or(""), get) {
-        ("login", true) => login(oidc, param("redirect")).await.unwrap_or_else(fail),
+    let rest = path.strip_prefix(PREFIX).unwrap_or("");
+    if oidc.sso.is_some() {
+        let owned = |name: &str| param(name).map(str::to_string);
+        if let Some(reply) = sso_endpoints::answer_as_proxy(oidc, req, rest, owned).await {
+            return reply.unwrap_or_else(fail);
+        }
+        if *method == http::Method::OPTIONS && matches!(rest, "session" | "session/refresh") {
+            return sso_endpoints::preflight(oidc, req).unwrap_or_else(|| fail(Failure::CrossOrigin));
+        }
+    }
+    match (rest, get) {
+        ("login", true) => login(oidc, req, param("redirect"))
+            .await
+            .unwrap_or_else(fail),
         ("callback", true) => callback(oidc, req, &query).await.unwrap_or_else(fail),
         ("logout", _) => logout(oidc, req, param("redirect"))
             .await
@@ -54,9 +67,13 @@ pub async fn answer(
         ("logout/frontchannel", true) => frontchannel_logout(oidc, param("sid"), param("iss"))
             .await
             .unwrap_or_else(fail),
-        ("session", true) => session_info(oidc, req).await.unwrap_or_else(fail),
+        ("session", true) => {
+            let reply = session_info(oidc, req).await.unwrap_or_else(fail);
+            sso_endpoints::with_cors(oidc, req, reply)
+        }
         ("session/refresh", false) if *method == http::Method::POST => {
-            session_refresh(oidc, req).await.unwrap_or_else(fail)
+            let reply = session_refresh(oidc, req).await.unwrap_or_else(fail);
+            sso_endpoints::with_cors(oidc, req, reply)
         }
         ("login" | "callback" | "logout/callback" | "logout/frontchannel" | "session", false)
         | ("session/refresh", _) => fail(Failure::MethodNotAllowed),
@@ -64,11 +81,20 @@ pub async fn answer(
     }
 }
 
-async fn login(oidc: &Oidc, redirect: Option<&str>) -> Result<Reply, Failure> {
+async fn login(oidc: &Oidc, req: &RequestHeader, redirect: Option<&str>) -> Result<Reply, Failure> {
+    let destination = sso_endpoints::destination(oidc, redirect);
+    if oidc.sso.is_some() {
+        // An SSO server with a session already: one login serves every host of the domain.
+        if let (Some(cookie), Ok(Some(_))) = (
+            cookies::find(req, oidc.cookie_name()),
+            oidc.session_of(req).await,
+        ) {
+            return Ok(sso_endpoints::deliver(oidc, req, cookie, &destination));
+        }
+    }
     ensure_provider(oidc).await?;
-    let redirect = SafeRedirect::parse_or_root(redirect);
     let secure = oidc.sessions.settings.secure_cookie;
-    let (url, cookie) = login::start(&oidc.provider, oidc.sessions.keys(), secure, &redirect)
+    let (url, cookie) = login::start(&oidc.provider, oidc.sessions.keys(), secure, &destination)
         .map_err(|e| {
             tracing::warn!(error = %e, "could not start a login");
             Failure::AuthUnavailable
@@ -158,7 +184,14 @@ async fn callback(
     })?;
     tracing::info!(user = %data.user, "login");
     metrics().logins.with_label_values(&["succeeded", ""]).inc();
-    Ok(Reply::redirect(302, completed.redirect.as_str())
+    let onward = match &oidc.sso {
+        Some(_) => sso_endpoints::deliver(oidc, req, &session_id, &completed.redirect),
+        None => Reply::redirect(
+            302,
+            SafeRedirect::parse_or_root(Some(&completed.redirect)).as_str(),
+        ),
+    };
+    Ok(onward
         .header(
             "set-cookie",
             cookies::set_cookie(cookies::CookieSpec {
@@ -188,6 +221,9 @@ async fn logout(
     let host = crate::request::request_host(req);
     match req.method {
         http::Method::GET if cross_origin::is_first_party_navigation(req, host) => {
+            end_session(oidc, req, redirect, 302).await
+        }
+        http::Method::GET if sso_endpoints::server_logout_needs_no_confirmation(oidc, req).await => {
             end_session(oidc, req, redirect, 302).await
         }
         http::Method::GET | http::Method::HEAD => Ok(confirm_logout(oidc, redirect)),
@@ -248,9 +284,10 @@ async fn end_session(
     status: u16,
 ) -> Result<Reply, Failure> {
     let settings = &oidc.provider.settings;
-    let redirect = redirect
-        .and_then(SafeRedirect::parse)
-        .unwrap_or_else(|| oidc.provider.post_logout_redirect.clone());
+    let redirect = match redirect {
+        Some(r) => sso_endpoints::destination(oidc, Some(r)),
+        None => oidc.provider.post_logout_redirect.as_str().to_string(),
+    };
     let mut id_token_hint = None;
     if let Some(cookie) = cookies::find(req, oidc.cookie_name()) {
         if let Ok(Some(s)) = oidc.sessions.load(cookie).await {
@@ -270,12 +307,16 @@ async fn end_session(
         "/",
         oidc.sessions.settings.secure_cookie,
     );
+    let clear_shared = oidc
+        .sso
+        .as_ref()
+        .map(|sso| sso_endpoints::clear_shared_cookie(&sso.domain));
     let location = match end_session_endpoint(oidc) {
         Some(mut url) => {
             let state = oidc
                 .sessions
                 .keys()
-                .seal_to_string(redirect.as_str().as_bytes(), LOGOUT_STATE_AAD);
+                .seal_to_string(redirect.as_bytes(), LOGOUT_STATE_AAD);
             {
                 let mut q = url.query_pairs_mut();
                 if let Some(hint) = &id_token_hint {
@@ -287,19 +328,24 @@ async fn end_session(
             }
             url.to_string()
         }
-        None => redirect.as_str().to_string(),
+        None => redirect,
     };
-    Ok(Reply::redirect(status, &location).header("set-cookie", clear))
+    let reply = Reply::redirect(status, &location).header("set-cookie", clear);
+    Ok(match clear_shared {
+        Some(c) => reply.header("set-cookie", c),
+        None => reply,
+    })
 }
 
 fn logout_callback(oidc: &Oidc, state: Option<&str>) -> Reply {
-    let fallback = || oidc.provider.post_logout_redirect.clone();
     let target = state
         .and_then(|s| oidc.sessions.keys().open_str(s, LOGOUT_STATE_AAD).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|r| SafeRedirect::parse(&r))
-        .unwrap_or_else(fallback);
-    Reply::redirect(302, target.as_str())
+        .and_then(|b| String::from_utf8(b).ok());
+    let target = match target {
+        Some(t) => sso_endpoints::destination(oidc, Some(&t)),
+        None => oidc.provider.post_logout_redirect.as_str().to_string(),
+    };
+    Reply::redirect(302, &target)
 }
 
 /// OpenID Connect Front-Channel Logout 1.0: the provider (in an iframe, without our cookie)
@@ -342,8 +388,20 @@ async fn session_info(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure
 }
 
 async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure> {
-    refuse_other_origins(req)?;
-    let cookie = cookies::find(req, oidc.cookie_name()).ok_or(Failure::Unauthorized)?;
+    // An SSO server also takes the pages of its domain, and the shared cookie from its proxies.
+    let trusted: Vec<String> = sso_endpoints::trusted_origin(oidc, req).into_iter().collect();
+    let host = crate::request::request_host(req);
+    if cross_origin::initiator(req, host, &trusted) == Initiator::CrossOrigin {
+        return Err(Failure::CrossOrigin);
+    }
+    let shared = || {
+        oidc.sso
+            .as_ref()
+            .and_then(|_| cookies::find(req, crate::oidc::SSO_SHARED_COOKIE))
+    };
+    let cookie = cookies::find(req, oidc.cookie_name())
+        .or_else(shared)
+        .ok_or(Failure::Unauthorized)?;
     let session = oidc
         .sessions
         .load(cookie)
@@ -358,7 +416,8 @@ async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Fail
     Ok(Reply::json(200, &describe(oidc, &session)))
 }
 
-fn describe(oidc: &Oidc, s: &UserSession) -> serde_json::Value {
+/// The session as `/oauth2/session` describes it (no tokens: a page script reads this).
+pub fn describe(oidc: &Oidc, s: &UserSession) -> serde_json::Value {
     let d = &s.data;
     let now = now_secs();
     let timeout_at = d.last_seen + oidc.sessions.settings.inactivity_timeout.as_secs();

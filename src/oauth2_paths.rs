@@ -13,3 +13,8 @@ pub const LOGOUT_CALLBACK: &str = "/oauth2/logout/callback";
 /// Where the provider posts logout tokens (OpenID Connect Back-Channel Logout 1.0); register
 /// it as the client's `backchannel_logout_uri`.
 pub const BACKCHANNEL_LOGOUT: &str = "/oauth2/logout/backchannel";
+/// The session's description (JSON) and its refresh.
+pub const SESSION: &str = "/oauth2/session";
+pub const SESSION_REFRESH: &str = "/oauth2/session/refresh";
+/// Where an SSO server sends a browser to an SSO proxy with a hand-off ticket.
+pub const SSO_HANDOFF: &str = "/oauth2/sso/handoff";

@@ -43,6 +43,8 @@ pub struct Fixed {
     pub session_keys: KeyRing,
     /// `None` when the config has no `oidc` section.
     pub oidc: Option<ClientConfig>,
+    /// `None`: standalone.
+    pub sso: Option<crate::sso::Sso>,
 }
 
 /// Everything `run` serves, loaded from `path` and built once: the one way in for `run`,
@@ -112,14 +114,33 @@ pub fn build_fixed(config: &Config) -> Result<Fixed, Problems> {
             }
         },
     };
+    let sso = build_sso(config).map_err(|p| problems.push(p)).ok().flatten();
     match session_keys {
         Some(session_keys) if problems.is_empty() => Ok(Fixed {
             certificates,
             session_keys,
             oidc,
+            sso,
         }),
         _ => Err(Problems::sorted(problems)),
     }
+}
+
+fn build_sso(config: &Config) -> Result<Option<crate::sso::Sso>, crate::config::Problem> {
+    let at = &config.locations;
+    let spec = &config.sso;
+    let Some(oidc) = &config.oidc else {
+        if spec.mode == crate::sso::Mode::Standalone {
+            return Ok(None);
+        }
+        return Err(at.locate("sso", "single sign-on needs the `oidc` section"));
+    };
+    let cx = crate::sso::Context {
+        public_url: &oidc.public_url,
+        has_credentials: oidc.client_auth.has_credentials(),
+        shared_store: matches!(config.session.store, crate::config::StoreKind::Redis(_)),
+    };
+    crate::sso::build(spec, &cx).map_err(|e| at.locate(e.field(), e.to_string()))
 }
 
 /// Compiles a config into the snapshot requests read. `previous`: the snapshot it replaces,

@@ -12,6 +12,7 @@ pub use crate::tls::TlsListener;
 pub use crate::upstreams::spec::{
     DesktopSpec, HashKey, HealthKind, HealthSpec, PoolSpec, Selection, Upstreams,
 };
+pub use crate::sso::{Mode as SsoMode, SsoSpec};
 pub use crate::user::IdentityHeaderNames;
 
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ pub struct Config {
     pub session: SessionSettings,
     pub identity_headers: IdentityHeaderNames,
     pub plugins: Vec<crate::plugins::PluginSpec>,
+    pub sso: SsoSpec,
     /// Where each field came from, to place a component's `BuildError` in the file.
     pub locations: super::Locations,
 }

@@ -28,11 +28,24 @@ pub struct ConfigFile {
     /// OpenID Connect login; without it every route must be `auth: public`.
     pub oidc: Option<OidcSection>,
     pub session: Option<SessionSection>,
+    /// Single sign-on across subdomains: `standalone` (default), `server` or `proxy`.
+    pub sso: Option<SsoSection>,
     #[serde(default)]
     pub identity_headers: IdentityHeadersSection,
     /// Lua scripts run at the request and response phases, in this order.
     #[serde(default)]
     pub plugins: Vec<PluginSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoSection {
+    /// `standalone`, `server` or `proxy`.
+    pub mode: Text,
+    /// The domain the shared session cookie is set for, e.g. `example.com`.
+    pub domain: Option<Text>,
+    /// Proxy mode: the SSO server's URL, e.g. `https://sso.example.com`.
+    pub server_url: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

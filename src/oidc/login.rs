@@ -3,7 +3,6 @@
 //! attempt (so two tabs logging in at once do not break each other).
 
 use super::provider::Provider;
-use super::redirect::SafeRedirect;
 use super::tokens::{self, TokenError, Tokens};
 use crate::session::cookies::{self, CookieSpec};
 use crate::session::crypto::KeyRing;
@@ -43,7 +42,7 @@ pub fn start(
     provider: &Provider,
     keys: &KeyRing,
     secure: bool,
-    redirect: &SafeRedirect,
+    redirect: &str,
 ) -> Result<(String, String), TokenError> {
     let state = provider.state()?;
     let client = tokens::client(&provider.settings, &state)?;
@@ -82,7 +81,7 @@ pub fn start(
         state: csrf.secret().clone(),
         nonce: nonce.secret().clone(),
         verifier: verifier.secret().clone(),
-        redirect: redirect.as_str().to_string(),
+        redirect: redirect.to_string(),
         created_at: now_secs(),
     };
     let name = login_cookie_name(&login.state, secure);
@@ -123,7 +122,8 @@ impl From<super::provider::ProviderError> for CallbackError {
 
 pub struct Completed {
     pub tokens: Tokens,
-    pub redirect: SafeRedirect,
+    /// As `start` was given it (sealed since): the caller validates it for its mode again.
+    pub redirect: String,
     pub login_cookie: String,
 }
 
@@ -197,7 +197,7 @@ pub async fn complete(
     let tokens = tokens::exchange_code(provider, code, &login.verifier, &login.nonce).await?;
     Ok(Completed {
         tokens,
-        redirect: SafeRedirect::parse_or_root(Some(&login.redirect)),
+        redirect: login.redirect,
         login_cookie: name,
     })
 }

@@ -13,6 +13,7 @@ use crate::session::cookies;
 use crate::session::crypto::KeyRing;
 use crate::session::SessionSettings;
 use crate::session::{now_secs, Sessions, UserSession};
+use crate::sso::{Role, Sso};
 use pingora::http::RequestHeader;
 use provider::Provider;
 use settings::ClientConfig;
@@ -36,7 +37,14 @@ pub struct Oidc {
     /// One refresh at a time per session: concurrent requests wait and reuse the result.
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     own_cookies: cookies::OwnCookies,
+    /// `None`: standalone.
+    pub sso: Option<Sso>,
 }
+
+/// The session cookie an SSO server sets for its whole domain (`Domain=`, so `__Secure-`).
+pub const SSO_SHARED_COOKIE: &str = "__Secure-portcullis_sso";
+/// An SSO proxy's own binding of the shared cookie to its host (see `sso::handoff`).
+pub const SSO_BINDING_COOKIE: &str = "__Host-portcullis_sso_binding";
 
 /// Every cookie the proxy sets is named in this namespace (login attempts, and the session
 /// unless configured otherwise). Reserving all of it means a cookie added later is ours from the
@@ -67,6 +75,7 @@ impl Oidc {
         client: ClientConfig,
         keys: KeyRing,
         session: &SessionSettings,
+        sso: Option<Sso>,
     ) -> Result<Oidc, crate::session::store::StoreError> {
         let store = crate::session::connect_store_blocking(session)?;
         let own_cookies = cookies::OwnCookies::new(
@@ -78,7 +87,34 @@ impl Oidc {
             sessions: Arc::new(Sessions::new(store, keys, session.clone())),
             refreshing: Mutex::new(HashMap::new()),
             own_cookies,
+            sso,
         })
+    }
+
+    /// The SSO server's origin when this instance is an SSO proxy.
+    pub fn sso_server(&self) -> Option<&str> {
+        match self.sso.as_ref().map(|s| &s.role) {
+            Some(Role::Proxy { server }) => Some(server),
+            _ => None,
+        }
+    }
+
+    /// The cookie that carries the request's session: our own (standalone, SSO server), or
+    /// for an SSO proxy the shared cookie its binding names — of several, only that one.
+    pub fn session_cookie<'r>(&self, req: &'r RequestHeader) -> Option<&'r str> {
+        if self.sso_server().is_none() {
+            return cookies::find(req, self.cookie_name());
+        }
+        let host = sso_host(req)?;
+        let binding = cookies::find(req, SSO_BINDING_COOKIE)?;
+        let keys = self.sessions.keys();
+        crate::request::cookies(req)
+            .filter(|c| c.name() == SSO_SHARED_COOKIE)
+            .filter_map(|c| c.value_raw())
+            .find(|value| {
+                let id = value.split('.').next().unwrap_or_default();
+                crate::sso::handoff::is_bound(keys, &host, id, binding)
+            })
     }
 
     pub fn cookie_name(&self) -> &str {
@@ -98,13 +134,16 @@ impl Oidc {
 
     /// The session cookie's session, refreshed if its access token is about to expire.
     pub async fn session_of(&self, req: &RequestHeader) -> Result<Option<UserSession>, AuthError> {
-        let Some(cookie) = cookies::find(req, self.cookie_name()) else {
+        let Some(cookie) = self.session_cookie(req) else {
             return Ok(None);
         };
         let Some(mut session) = self.sessions.load(cookie).await? else {
             return Ok(None);
         };
         if needs_refresh(&session) {
+            if let Some(server) = self.sso_server() {
+                return self.refresh_at_server(server, cookie, session).await;
+            }
             return self.refresh_session(session, false).await;
         }
         // Losing one activity mark is harmless; refusing a valid session because the store
@@ -262,6 +301,45 @@ impl Oidc {
             }
         }
     }
+}
+
+impl Oidc {
+    /// An SSO proxy holds no provider credentials: the server refreshes (once, under its
+    /// cross-replica lock) and writes the session to the shared store, where we read it back.
+    pub async fn refresh_at_server(
+        &self,
+        server: &str,
+        cookie: &str,
+        session: UserSession,
+    ) -> Result<Option<UserSession>, AuthError> {
+        let url = format!("{server}{}", crate::oauth2_paths::SESSION_REFRESH);
+        let answer = self
+            .provider
+            .http
+            .post(&url)
+            .header(http::header::COOKIE, format!("{SSO_SHARED_COOKIE}={cookie}"))
+            .send()
+            .await;
+        match answer.map(|r| r.status().as_u16()) {
+            Ok(200) => Ok(self.sessions.load_handle(&session.handle(), false).await?),
+            Ok(401) => Ok(None),
+            Ok(status) => {
+                tracing::warn!(status, "the SSO server did not refresh the session");
+                Err(AuthError::Provider)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the SSO server could not be reached to refresh a session");
+                Err(AuthError::Provider)
+            }
+        }
+    }
+}
+
+/// The host a request came to, as hand-off tickets and bindings name it: lower case, without
+/// the default https port.
+pub fn sso_host(req: &RequestHeader) -> Option<String> {
+    let host = crate::request::request_host(req)?.to_ascii_lowercase();
+    Some(host.strip_suffix(":443").map(str::to_string).unwrap_or(host))
 }
 
 /// Near expiry: within the margin, or within half its lifetime for short-lived tokens (so a

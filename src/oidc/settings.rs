@@ -46,6 +46,14 @@ pub enum ClientAuth {
         key_pem: Secret,
         key_id: Option<String>,
     },
+    /// No credentials: an SSO proxy, which sends logins and refreshes to the SSO server.
+    None,
+}
+
+impl ClientAuth {
+    pub fn has_credentials(&self) -> bool {
+        !matches!(self, ClientAuth::None)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +118,7 @@ impl BuildError {
 pub fn build(settings: &OidcSettings) -> Result<ClientConfig, BuildError> {
     let signing_key = match &settings.client_auth {
         ClientAuth::PrivateKeyJwt { key_pem, key_id } => Some(signing_key(key_pem, key_id)?),
-        ClientAuth::SecretBasic(_) | ClientAuth::SecretPost(_) => None,
+        ClientAuth::SecretBasic(_) | ClientAuth::SecretPost(_) | ClientAuth::None => None,
     };
     let post_logout_redirect = SafeRedirect::parse(&settings.post_logout_redirect)
         .ok_or(BuildError::PostLogoutRedirect)?;

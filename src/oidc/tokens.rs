@@ -73,7 +73,7 @@ pub fn client(settings: &OidcSettings, state: &ProviderState) -> Result<Client, 
         ClientAuth::SecretBasic(s) | ClientAuth::SecretPost(s) => {
             Some(ClientSecret::new(s.expose().to_string()))
         }
-        ClientAuth::PrivateKeyJwt { .. } => None,
+        ClientAuth::PrivateKeyJwt { .. } | ClientAuth::None => None,
     };
     let auth_type = match settings.client_auth {
         ClientAuth::SecretBasic(_) => AuthType::BasicAuth,

@@ -7,7 +7,9 @@ use crate::config::schema::*;
 use std::path::Path;
 
 impl Validator<'_> {
-    pub fn oidc(&mut self, s: &OidcSection) -> Option<OidcSettings> {
+    /// `sso_proxy`: an SSO proxy, which holds no provider credentials (`sso::build` refuses
+    /// them there, and their absence everywhere else).
+    pub fn oidc(&mut self, s: &OidcSection, sso_proxy: bool) -> Option<OidcSettings> {
         let issuer = self
             .url(&s.issuer, "issuer")?
             .trim_end_matches('/')
@@ -19,6 +21,8 @@ impl Validator<'_> {
             return None;
         }
         let public_url = public_url.trim_end_matches('/').to_string();
+        self.record("oidc.public_url", &s.public_url);
+        self.record("oidc", &s.client_id);
         let secret = match (&s.client_secret, &s.client_secret_file) {
             (Some(v), None) if !v.is_empty() => Some(Secret::new(v.to_string())),
             (Some(v), None) => {
@@ -42,7 +46,9 @@ impl Validator<'_> {
             .client_auth
             .as_ref()
             .map_or("client_secret_basic", |m| m.as_str());
+        let no_credentials = secret.is_none() && s.client_key_file.is_none() && s.client_auth.is_none();
         let client_auth = match method {
+            _ if sso_proxy && no_credentials => ClientAuth::None,
             "client_secret_basic" | "client_secret_post" => {
                 let Some(secret) = secret else {
                     self.report(&s.client_id, format!("`client_auth: {method}` needs `client_secret: ${{ENV_VAR}}` or `client_secret_file`"));
@@ -182,6 +188,7 @@ impl Validator<'_> {
         }
         let Some(s) = s else { return out };
         if let Some(store) = &s.store {
+            self.record("session.store", store);
             match store.as_str() {
                 "memory" => out.store = StoreKind::Memory,
                 "redis" => match &s.redis {

@@ -7,6 +7,7 @@ mod auth;
 mod plugins;
 mod routes;
 mod server;
+mod sso;
 mod upstreams;
 
 use super::locate::Locations;

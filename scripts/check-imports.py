@@ -21,8 +21,6 @@ LAYERS = [
     # Components: each owns its spec and its build.
     {"router", "upstreams", "tls", "session", "plugins", "tunnels", "forwarding", "canonical"},
     {"oidc"},
-    # SSO judges redirects with oidc's rules and seals hand-offs with the session keys.
-    {"sso"},
     # The file format, which knows every component's spec.
     {"config"},
     # Assembly: builds the snapshot from the config; wires services.
@@ -31,7 +29,7 @@ LAYERS = [
     # The request path.
     # identity writes who a request speaks for into its headers: a step of the request path.
     # The /oauth2/* endpoints answer requests, as the gate does, with what oidc provides.
-    {"dispatch", "gate", "identity", "oauth2_endpoints", "sso_endpoints", "backchannel_logout", "proxy", "downstream"},
+    {"dispatch", "gate", "identity", "oauth2_endpoints", "backchannel_logout", "proxy", "downstream"},
     {"server"},
 ]
 

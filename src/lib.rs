@@ -44,8 +44,6 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod session_watch;
-pub mod sso_endpoints;
-pub mod sso;
 pub mod tls;
 pub mod tunnels;
 pub mod upstreams;

@@ -11,8 +11,10 @@ use crate::oidc::{identity_of, Oidc};
 use crate::pages::{Failure, Reply};
 use crate::session::cookies;
 use crate::session::{now_secs, SessionData, UserSession};
-use crate::sso_endpoints;
+
 use pingora::http::RequestHeader;
+
+pub mod sso;
 
 pub use crate::oauth2_paths::PREFIX;
 
@@ -48,11 +50,11 @@ pub async fn answer(
     let rest = path.strip_prefix(PREFIX).unwrap_or("");
     if oidc.sso.is_some() {
         let owned = |name: &str| param(name).map(str::to_string);
-        if let Some(reply) = sso_endpoints::answer_as_proxy(oidc, req, rest, owned).await {
+        if let Some(reply) = sso::answer_as_proxy(oidc, req, rest, owned).await {
             return reply.unwrap_or_else(fail);
         }
         if *method == http::Method::OPTIONS && matches!(rest, "session" | "session/refresh") {
-            return sso_endpoints::preflight(oidc, req).unwrap_or_else(|| fail(Failure::CrossOrigin));
+            return sso::preflight(oidc, req).unwrap_or_else(|| fail(Failure::CrossOrigin));
         }
     }
     match (rest, get) {
@@ -69,11 +71,11 @@ pub async fn answer(
             .unwrap_or_else(fail),
         ("session", true) => {
             let reply = session_info(oidc, req).await.unwrap_or_else(fail);
-            sso_endpoints::with_cors(oidc, req, reply)
+            sso::with_cors(oidc, req, reply)
         }
         ("session/refresh", false) if *method == http::Method::POST => {
             let reply = session_refresh(oidc, req).await.unwrap_or_else(fail);
-            sso_endpoints::with_cors(oidc, req, reply)
+            sso::with_cors(oidc, req, reply)
         }
         ("login" | "callback" | "logout/callback" | "logout/frontchannel" | "session", false)
         | ("session/refresh", _) => fail(Failure::MethodNotAllowed),
@@ -82,14 +84,14 @@ pub async fn answer(
 }
 
 async fn login(oidc: &Oidc, req: &RequestHeader, redirect: Option<&str>) -> Result<Reply, Failure> {
-    let destination = sso_endpoints::destination(oidc, redirect);
+    let destination = sso::destination(oidc, redirect);
     if oidc.sso.is_some() {
         // An SSO server with a session already: one login serves every host of the domain.
         if let (Some(cookie), Ok(Some(_))) = (
             cookies::find(req, oidc.cookie_name()),
             oidc.session_of(req).await,
         ) {
-            return Ok(sso_endpoints::deliver(oidc, req, cookie, &destination));
+            return Ok(sso::deliver(oidc, req, cookie, &destination));
         }
     }
     ensure_provider(oidc).await?;
@@ -185,7 +187,7 @@ async fn callback(
     tracing::info!(user = %data.user, "login");
     metrics().logins.with_label_values(&["succeeded", ""]).inc();
     let onward = match &oidc.sso {
-        Some(_) => sso_endpoints::deliver(oidc, req, &session_id, &completed.redirect),
+        Some(_) => sso::deliver(oidc, req, &session_id, &completed.redirect),
         None => Reply::redirect(
             302,
             SafeRedirect::parse_or_root(Some(&completed.redirect)).as_str(),
@@ -223,7 +225,7 @@ async fn logout(
         http::Method::GET if cross_origin::is_first_party_navigation(req, host) => {
             end_session(oidc, req, redirect, 302).await
         }
-        http::Method::GET if sso_endpoints::server_logout_needs_no_confirmation(oidc, req).await => {
+        http::Method::GET if sso::server_logout_needs_no_confirmation(oidc, req).await => {
             end_session(oidc, req, redirect, 302).await
         }
         http::Method::GET | http::Method::HEAD => Ok(confirm_logout(oidc, redirect)),
@@ -285,7 +287,7 @@ async fn end_session(
 ) -> Result<Reply, Failure> {
     let settings = &oidc.provider.settings;
     let redirect = match redirect {
-        Some(r) => sso_endpoints::destination(oidc, Some(r)),
+        Some(r) => sso::destination(oidc, Some(r)),
         None => oidc.provider.post_logout_redirect.as_str().to_string(),
     };
     let mut id_token_hint = None;
@@ -310,7 +312,7 @@ async fn end_session(
     let clear_shared = oidc
         .sso
         .as_ref()
-        .map(|sso| sso_endpoints::clear_shared_cookie(&sso.domain));
+        .map(|mode| sso::clear_shared_cookie(&mode.domain));
     let location = match end_session_endpoint(oidc) {
         Some(mut url) => {
             let state = oidc
@@ -342,7 +344,7 @@ fn logout_callback(oidc: &Oidc, state: Option<&str>) -> Reply {
         .and_then(|s| oidc.sessions.keys().open_str(s, LOGOUT_STATE_AAD).ok())
         .and_then(|b| String::from_utf8(b).ok());
     let target = match target {
-        Some(t) => sso_endpoints::destination(oidc, Some(&t)),
+        Some(t) => sso::destination(oidc, Some(&t)),
         None => oidc.provider.post_logout_redirect.as_str().to_string(),
     };
     Reply::redirect(302, &target)
@@ -389,7 +391,7 @@ async fn session_info(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure
 
 async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Failure> {
     // An SSO server also takes the pages of its domain, and the shared cookie from its proxies.
-    let trusted: Vec<String> = sso_endpoints::trusted_origin(oidc, req).into_iter().collect();
+    let trusted: Vec<String> = sso::trusted_origin(oidc, req).into_iter().collect();
     let host = crate::request::request_host(req);
     if cross_origin::initiator(req, host, &trusted) == Initiator::CrossOrigin {
         return Err(Failure::CrossOrigin);

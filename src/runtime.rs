@@ -44,7 +44,7 @@ pub struct Fixed {
     /// `None` when the config has no `oidc` section.
     pub oidc: Option<ClientConfig>,
     /// `None`: standalone.
-    pub sso: Option<crate::sso::Sso>,
+    pub sso: Option<crate::oidc::sso::Sso>,
 }
 
 /// Everything `run` serves, loaded from `path` and built once: the one way in for `run`,
@@ -114,7 +114,10 @@ pub fn build_fixed(config: &Config) -> Result<Fixed, Problems> {
             }
         },
     };
-    let sso = build_sso(config).map_err(|p| problems.push(p)).ok().flatten();
+    let sso = build_sso(config)
+        .map_err(|p| problems.push(p))
+        .ok()
+        .flatten();
     match session_keys {
         Some(session_keys) if problems.is_empty() => Ok(Fixed {
             certificates,
@@ -126,21 +129,21 @@ pub fn build_fixed(config: &Config) -> Result<Fixed, Problems> {
     }
 }
 
-fn build_sso(config: &Config) -> Result<Option<crate::sso::Sso>, crate::config::Problem> {
+fn build_sso(config: &Config) -> Result<Option<crate::oidc::sso::Sso>, crate::config::Problem> {
     let at = &config.locations;
     let spec = &config.sso;
     let Some(oidc) = &config.oidc else {
-        if spec.mode == crate::sso::Mode::Standalone {
+        if spec.mode == crate::oidc::sso::Mode::Standalone {
             return Ok(None);
         }
         return Err(at.locate("sso", "single sign-on needs the `oidc` section"));
     };
-    let cx = crate::sso::Context {
+    let cx = crate::oidc::sso::Context {
         public_url: &oidc.public_url,
         has_credentials: oidc.client_auth.has_credentials(),
         shared_store: matches!(config.session.store, crate::config::StoreKind::Redis(_)),
     };
-    crate::sso::build(spec, &cx).map_err(|e| at.locate(e.field(), e.to_string()))
+    crate::oidc::sso::build(spec, &cx).map_err(|e| at.locate(e.field(), e.to_string()))
 }
 
 /// Compiles a config into the snapshot requests read. `previous`: the snapshot it replaces,

@@ -71,7 +71,12 @@ pub fn run(
             if config.session.keys.is_empty() {
                 tracing::warn!("no session.key configured: using a random key, sessions will not survive a restart");
             }
-            Some(Arc::new(Oidc::new(client, session_keys, &config.session, sso)?))
+            Some(Arc::new(Oidc::new(
+                client,
+                session_keys,
+                &config.session,
+                sso,
+            )?))
         }
     };
     let tunnels = Arc::new(Tunnels::default());

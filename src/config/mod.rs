@@ -107,13 +107,13 @@ pub fn read_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let oidc = file
         .oidc
         .as_ref()
-        .and_then(|o| v.oidc(o, sso.mode == crate::sso::Mode::Proxy));
+        .and_then(|o| v.oidc(o, sso.mode == crate::oidc::sso::Mode::Proxy));
     let session = v.session(file.session.as_ref(), oidc.as_ref());
     let identity_headers = v.identity_headers(&file.identity_headers);
     let routes = v.routes(&file.routes, &pool_names, file.oidc.is_some());
     let plugins = v.plugins(&file.plugins, path, &routes);
     // An SSO server proxies nothing: it logs users in for the proxies.
-    if routes.is_empty() && v.problems.is_empty() && sso.mode != crate::sso::Mode::Server {
+    if routes.is_empty() && v.problems.is_empty() && sso.mode != crate::oidc::sso::Mode::Server {
         let mut p = whole_file;
         p.message = "no routes: every request would get 404; add a `routes:` list".into();
         v.problems.push(p);

@@ -5,6 +5,7 @@
 //! the code that reads `crate::config::RouteSpec`) sees one model.
 pub use crate::logging::{LogFormat, LoggingSettings};
 pub use crate::oidc::settings::{ClaimNames, ClientAuth, OidcSettings};
+pub use crate::oidc::sso::{Mode as SsoMode, SsoSpec};
 pub use crate::router::spec::{Allow, Auth, HostPattern, RouteSpec, RouteTarget, Timeouts};
 pub use crate::secret::Secret;
 pub use crate::session::spec::{RedisSettings, SentinelSettings, SessionSettings, StoreKind};
@@ -12,7 +13,6 @@ pub use crate::tls::TlsListener;
 pub use crate::upstreams::spec::{
     DesktopSpec, HashKey, HealthKind, HealthSpec, PoolSpec, Selection, Upstreams,
 };
-pub use crate::sso::{Mode as SsoMode, SsoSpec};
 pub use crate::user::IdentityHeaderNames;
 
 use std::net::SocketAddr;

@@ -6,14 +6,15 @@ pub mod login;
 pub mod provider;
 pub mod redirect;
 pub mod settings;
+pub mod sso;
 pub mod tokens;
 
+use crate::oidc::sso::{Role, Sso};
 use crate::router::Auth;
 use crate::session::cookies;
 use crate::session::crypto::KeyRing;
 use crate::session::SessionSettings;
 use crate::session::{now_secs, Sessions, UserSession};
-use crate::sso::{Role, Sso};
 use pingora::http::RequestHeader;
 use provider::Provider;
 use settings::ClientConfig;
@@ -113,7 +114,7 @@ impl Oidc {
             .filter_map(|c| c.value_raw())
             .find(|value| {
                 let id = value.split('.').next().unwrap_or_default();
-                crate::sso::handoff::is_bound(keys, &host, id, binding)
+                crate::oidc::sso::handoff::is_bound(keys, &host, id, binding)
             })
     }
 
@@ -317,7 +318,10 @@ impl Oidc {
             .provider
             .http
             .post(&url)
-            .header(http::header::COOKIE, format!("{SSO_SHARED_COOKIE}={cookie}"))
+            .header(
+                http::header::COOKIE,
+                format!("{SSO_SHARED_COOKIE}={cookie}"),
+            )
             .send()
             .await;
         match answer.map(|r| r.status().as_u16()) {
@@ -339,7 +343,11 @@ impl Oidc {
 /// the default https port.
 pub fn sso_host(req: &RequestHeader) -> Option<String> {
     let host = crate::request::request_host(req)?.to_ascii_lowercase();
-    Some(host.strip_suffix(":443").map(str::to_string).unwrap_or(host))
+    Some(
+        host.strip_suffix(":443")
+            .map(str::to_string)
+            .unwrap_or(host),
+    )
 }
 
 /// Near expiry: within the margin, or within half its lifetime for short-lived tokens (so a

@@ -46,7 +46,8 @@ impl Validator<'_> {
             .client_auth
             .as_ref()
             .map_or("client_secret_basic", |m| m.as_str());
-        let no_credentials = secret.is_none() && s.client_key_file.is_none() && s.client_auth.is_none();
+        let no_credentials =
+            secret.is_none() && s.client_key_file.is_none() && s.client_auth.is_none();
         let client_auth = match method {
             _ if sso_proxy && no_credentials => ClientAuth::None,
             "client_secret_basic" | "client_secret_post" => {

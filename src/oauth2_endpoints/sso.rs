@@ -7,11 +7,11 @@
 use crate::gate::cross_origin::{self, Initiator};
 use crate::oauth2_paths::{LOGIN, PREFIX, SSO_HANDOFF};
 use crate::oidc::redirect::SafeRedirect;
+use crate::oidc::sso::{handoff, redirect::on_domain, Role, Sso};
 use crate::oidc::{sso_host, Oidc, SSO_BINDING_COOKIE, SSO_SHARED_COOKIE};
 use crate::pages::{Failure, Reply};
 use crate::session::cookies;
 use crate::session::now_secs;
-use crate::sso::{handoff, redirect::on_domain, Role, Sso};
 use pingora::http::RequestHeader;
 
 /// Answers the endpoints an SSO proxy handles differently; `None` leaves the request to the
@@ -48,7 +48,10 @@ fn to_server_login(oidc: &Oidc, server: &str, redirect: Option<&str>) -> Reply {
     // Only relative destinations are taken here: the absolute one is ours to build.
     let back = SafeRedirect::parse_or_root(redirect);
     let absolute = format!("{}{}", oidc.provider.settings.public_url, back.as_str());
-    Reply::redirect(302, &format!("{server}{LOGIN}?redirect={}", query_value(&absolute)))
+    Reply::redirect(
+        302,
+        &format!("{server}{LOGIN}?redirect={}", query_value(&absolute)),
+    )
 }
 
 /// The hand-off: the server vouches for one session at this host. Sets the binding and sends
@@ -59,7 +62,8 @@ async fn redeem(
     domain: &str,
     ticket: Option<&str>,
 ) -> Result<Reply, Failure> {
-    let invalid = Failure::LoginFailed("The sign-in hand-off is invalid or has expired. Please start again.");
+    let invalid =
+        Failure::LoginFailed("The sign-in hand-off is invalid or has expired. Please start again.");
     let host = sso_host(req).ok_or(Failure::BadRequest("No host."))?;
     let ticket = ticket.ok_or(invalid)?;
     let keys = oidc.sessions.keys();
@@ -145,12 +149,18 @@ async fn end_and_forward(
         .unwrap_or_else(|| oidc.provider.post_logout_redirect.clone());
     let absolute = format!("{}{}", oidc.provider.settings.public_url, back.as_str());
     let location = format!("{server}{PREFIX}logout?redirect={}", query_value(&absolute));
-    Ok(Reply::redirect(status, &location)
-        .header("set-cookie", cookies::clear_cookie(SSO_BINDING_COOKIE, "/", true)))
+    Ok(Reply::redirect(status, &location).header(
+        "set-cookie",
+        cookies::clear_cookie(SSO_BINDING_COOKIE, "/", true),
+    ))
 }
 
 /// A page's refresh on a proxy: the server refreshes (it holds the credentials).
-async fn refresh_at_proxy(oidc: &Oidc, req: &RequestHeader, server: &str) -> Result<Reply, Failure> {
+async fn refresh_at_proxy(
+    oidc: &Oidc,
+    req: &RequestHeader,
+    server: &str,
+) -> Result<Reply, Failure> {
     let host = crate::request::request_host(req);
     if cross_origin::initiator(req, host, &[]) == Initiator::CrossOrigin {
         return Err(Failure::CrossOrigin);
@@ -167,13 +177,23 @@ async fn refresh_at_proxy(oidc: &Oidc, req: &RequestHeader, server: &str) -> Res
         .await
         .map_err(|_| Failure::AuthUnavailable)?
         .ok_or(Failure::Unauthorized)?;
-    Ok(Reply::json(200, &crate::oauth2_endpoints::describe(oidc, &refreshed)))
+    Ok(Reply::json(
+        200,
+        &crate::oauth2_endpoints::describe(oidc, &refreshed),
+    ))
 }
 
 /// Where a login on an SSO server may end: anywhere on its domain over https, or a relative
 /// path of its own. Standalone: a relative path only.
 pub fn destination(oidc: &Oidc, redirect: Option<&str>) -> String {
-    if let (Some(Sso { role: Role::Server, domain }), Some(r)) = (&oidc.sso, redirect) {
+    if let (
+        Some(Sso {
+            role: Role::Server,
+            domain,
+        }),
+        Some(r),
+    ) = (&oidc.sso, redirect)
+    {
         if let Some(absolute) = on_domain(r, domain) {
             return absolute;
         }
@@ -185,7 +205,11 @@ pub fn destination(oidc: &Oidc, redirect: Option<&str>) -> String {
 /// browser goes, and the shared cookie to set. A destination on another host goes through that
 /// host's hand-off, so the proxy there binds this very session.
 pub fn deliver(oidc: &Oidc, req: &RequestHeader, cookie_value: &str, destination: &str) -> Reply {
-    let Some(Sso { role: Role::Server, domain }) = &oidc.sso else {
+    let Some(Sso {
+        role: Role::Server,
+        domain,
+    }) = &oidc.sso
+    else {
         return Reply::redirect(302, destination);
     };
     let own = sso_host(req).unwrap_or_default();
@@ -193,13 +217,20 @@ pub fn deliver(oidc: &Oidc, req: &RequestHeader, cookie_value: &str, destination
         Some(absolute) => match host_of(&absolute) {
             Some(host) if host != own => {
                 let session_id = cookie_value.split('.').next().unwrap_or_default();
-                let ticket =
-                    handoff::issue(oidc.sessions.keys(), session_id, &host, &absolute, now_secs());
+                let ticket = handoff::issue(
+                    oidc.sessions.keys(),
+                    session_id,
+                    &host,
+                    &absolute,
+                    now_secs(),
+                );
                 format!("https://{host}{SSO_HANDOFF}?ticket={ticket}")
             }
             _ => absolute,
         },
-        None => SafeRedirect::parse_or_root(Some(destination)).as_str().to_string(),
+        None => SafeRedirect::parse_or_root(Some(destination))
+            .as_str()
+            .to_string(),
     };
     Reply::redirect(302, &location).header("set-cookie", shared_cookie(domain, cookie_value))
 }
@@ -233,19 +264,29 @@ pub fn clear_shared_cookie(domain: &str) -> String {
 /// the shared store already: with no live session left there is nothing a forged request
 /// could end, so the server clears its cookies at once instead of asking.
 pub async fn server_logout_needs_no_confirmation(oidc: &Oidc, req: &RequestHeader) -> bool {
-    matches!(&oidc.sso, Some(Sso { role: Role::Server, .. }))
-        && matches!(oidc.session_of(req).await, Ok(None))
+    matches!(
+        &oidc.sso,
+        Some(Sso {
+            role: Role::Server,
+            ..
+        })
+    ) && matches!(oidc.session_of(req).await, Ok(None))
 }
 
 /// Origins of the SSO domain that an SSO server's session endpoints answer with CORS.
 pub fn trusted_origin(oidc: &Oidc, req: &RequestHeader) -> Option<String> {
-    let Some(Sso { role: Role::Server, domain }) = &oidc.sso else {
+    let Some(Sso {
+        role: Role::Server,
+        domain,
+    }) = &oidc.sso
+    else {
         return None;
     };
     let origin = req.headers.get(http::header::ORIGIN)?.to_str().ok()?;
     let absolute = on_domain(origin, domain)?;
     // An origin is scheme and authority only: what `on_domain` kept must be that plus `/`.
-    (absolute.strip_suffix('/') == Some(&origin.to_ascii_lowercase())).then(|| origin.to_ascii_lowercase())
+    (absolute.strip_suffix('/') == Some(&origin.to_ascii_lowercase()))
+        .then(|| origin.to_ascii_lowercase())
 }
 
 /// CORS (with credentials) on an SSO server's session endpoints for pages of its domain.

@@ -46,6 +46,8 @@ pub struct SsoSection {
     pub domain: Option<Text>,
     /// Proxy mode: the SSO server's URL, e.g. `https://sso.example.com`.
     pub server_url: Option<Text>,
+    /// Proxy mode: where to connect to the server if not where DNS says (`host:port`).
+    pub server_address: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

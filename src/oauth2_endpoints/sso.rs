@@ -23,7 +23,7 @@ pub async fn answer_as_proxy(
     param: impl Fn(&str) -> Option<String>,
 ) -> Option<Result<Reply, Failure>> {
     let Some(Sso {
-        role: Role::Proxy { server },
+        role: Role::Proxy { server, .. },
         domain,
     }) = &oidc.sso
     else {

@@ -40,6 +40,9 @@ pub struct Oidc {
     own_cookies: cookies::OwnCookies,
     /// `None`: standalone.
     pub sso: Option<Sso>,
+    /// An SSO proxy's client for the server (refreshes), reaching it at `server_address`.
+    /// `None` only if TLS could not initialise, which `settings::build` has refused already.
+    sso_client: Option<reqwest::Client>,
 }
 
 /// The session cookie an SSO server sets for its whole domain (`Domain=`, so `__Secure-`).
@@ -88,6 +91,7 @@ impl Oidc {
             sessions: Arc::new(Sessions::new(store, keys, session.clone())),
             refreshing: Mutex::new(HashMap::new()),
             own_cookies,
+            sso_client: sso_client(sso.as_ref()),
             sso,
         })
     }
@@ -95,7 +99,7 @@ impl Oidc {
     /// The SSO server's origin when this instance is an SSO proxy.
     pub fn sso_server(&self) -> Option<&str> {
         match self.sso.as_ref().map(|s| &s.role) {
-            Some(Role::Proxy { server }) => Some(server),
+            Some(Role::Proxy { server, .. }) => Some(server),
             _ => None,
         }
     }
@@ -314,9 +318,10 @@ impl Oidc {
         session: UserSession,
     ) -> Result<Option<UserSession>, AuthError> {
         let url = format!("{server}{}", crate::oauth2_paths::SESSION_REFRESH);
-        let answer = self
-            .provider
-            .http
+        let Some(client) = &self.sso_client else {
+            return Err(AuthError::Provider);
+        };
+        let answer = client
             .post(&url)
             .header(
                 http::header::COOKIE,
@@ -337,6 +342,29 @@ impl Oidc {
             }
         }
     }
+}
+
+fn sso_client(sso: Option<&Sso>) -> Option<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+    if let Some(Sso {
+        role: Role::Proxy {
+            server,
+            address: Some(address),
+        },
+        ..
+    }) = sso
+    {
+        if let Some(host) = url::Url::parse(server)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+        {
+            builder = builder.resolve(&host, *address);
+        }
+    }
+    builder.build().ok()
 }
 
 /// The host a request came to, as hand-off tickets and bindings name it: lower case, without

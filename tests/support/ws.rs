@@ -38,7 +38,13 @@ pub async fn open_tunnel(
 }
 
 /// Waits for the proxy to end a tunnel; returns how long it took, or `None` after `limit`.
-pub async fn closed_within(ws: &mut Tunnel, limit: Duration) -> Option<Duration> {
+pub async fn closed_within<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    limit: Duration,
+) -> Option<Duration>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let started = Instant::now();
     loop {
         match tokio::time::timeout(limit.saturating_sub(started.elapsed()), ws.next()).await {

@@ -188,8 +188,17 @@ impl Validator<'_> {
             );
         }
         let Some(s) = s else { return out };
+        // A missing `store:` is reported inside the section, at its first setting.
+        if let Some(first) = s
+            .store
+            .as_ref()
+            .or(s.key.as_ref())
+            .or(s.key_file.as_ref())
+            .or(s.cookie_name.as_ref())
+        {
+            self.record("session.store", first);
+        }
         if let Some(store) = &s.store {
-            self.record("session.store", store);
             match store.as_str() {
                 "memory" => out.store = StoreKind::Memory,
                 "redis" => match &s.redis {

@@ -30,10 +30,14 @@ impl Validator<'_> {
         if let Some(u) = &s.server_url {
             self.record("sso.server_url", u);
         }
+        if let Some(a) = &s.server_address {
+            self.record("sso.server_address", a);
+        }
         SsoSpec {
             mode,
             domain: s.domain.as_ref().map(|d| d.to_string()),
             server_url: s.server_url.as_ref().map(|u| u.to_string()),
+            server_address: s.server_address.as_ref().map(|a| a.to_string()),
         }
     }
 }

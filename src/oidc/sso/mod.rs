@@ -33,6 +33,10 @@ pub struct SsoSpec {
     pub domain: Option<String>,
     /// Proxy mode: the server's public URL, e.g. `https://sso.example.com`.
     pub server_url: Option<String>,
+    /// Proxy mode: where to connect to reach the server (`host:port`), when not where DNS
+    /// sends `server_url` — e.g. a cluster-internal Service. TLS still checks `server_url`'s
+    /// name.
+    pub server_address: Option<String>,
 }
 
 /// What the rest of the instance needs to know of the spec's surroundings to judge it.
@@ -56,9 +60,11 @@ pub struct Sso {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Server,
-    /// The server's origin, `https://host[:port]`, no trailing slash.
+    /// The server's origin, `https://host[:port]`, no trailing slash, and the address to
+    /// connect to instead of what DNS says, if configured.
     Proxy {
         server: String,
+        address: Option<std::net::SocketAddr>,
     },
 }
 
@@ -86,6 +92,10 @@ pub enum BuildError {
     NoSharedStore,
     #[error("an SSO server needs `oidc.client_secret` or `oidc.client_key_file`")]
     ServerWithoutCredentials,
+    #[error(
+        "server_address `{0}` is not an address to connect to (write `host:port` or `ip:port`)"
+    )]
+    ServerAddress(String),
 }
 
 impl BuildError {
@@ -101,6 +111,7 @@ impl BuildError {
             }
             BuildError::ProxyWithCredentials | BuildError::ServerWithoutCredentials => "oidc",
             BuildError::NoSharedStore => "session.store",
+            BuildError::ServerAddress(_) => "sso.server_address",
         }
     }
 }
@@ -142,12 +153,30 @@ pub fn build(spec: &SsoSpec, cx: &Context<'_>) -> Result<Option<Sso>, BuildError
             {
                 return Err(outside());
             }
+            let address = match &spec.server_address {
+                None => None,
+                Some(text) => Some(socket_address(text)?),
+            };
             Role::Proxy {
                 server: origin.trim_end_matches('/').to_string(),
+                address,
             }
         }
     };
     Ok(Some(Sso { role, domain }))
+}
+
+/// `ip:port`, or `host:port` resolved once, at build.
+fn socket_address(text: &str) -> Result<std::net::SocketAddr, BuildError> {
+    use std::net::ToSocketAddrs;
+    let bad = || BuildError::ServerAddress(text.to_string());
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
 }
 
 /// A domain we may set a cookie for: a host name (letters, digits, `-`, dots), lower-cased,
@@ -193,6 +222,7 @@ mod tests {
             mode,
             domain: Some(domain.into()),
             server_url: server_url.map(Into::into),
+            server_address: None,
         }
     }
 
@@ -221,7 +251,8 @@ mod tests {
             proxy,
             Ok(Some(Sso {
                 role: Role::Proxy {
-                    server: "https://sso.example.com".into()
+                    server: "https://sso.example.com".into(),
+                    address: None
                 },
                 domain: "example.com".into()
             }))

@@ -249,3 +249,98 @@ async fn a_hand_off_ticket_works_once_and_only_on_its_host() {
         assert_eq!(resp.status(), 400, "{forged:.20}");
     }
 }
+
+/// Pages of the domain may read the server's session endpoints with credentials (CORS);
+/// pages of any other origin get no CORS grant and cannot refresh.
+#[tokio::test]
+async fn the_servers_session_endpoints_answer_cors_for_the_domain_only() {
+    let f = Family::start().await;
+    let browser = f.browser();
+    assert_eq!(browser.user_at(&f.a.url("/app")).await, Ok("alice".into()));
+    let session = f.server.url("/oauth2/session");
+    let refresh = f.server.url("/oauth2/session/refresh");
+    let a = f.a.origin();
+    let resp = browser
+        .client
+        .get(&session)
+        .header("origin", &a)
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], a.as_str());
+    assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["user"], "alice");
+    assert!(
+        body.get("access_token").is_none() && !body.to_string().contains("eyJ"),
+        "no tokens to page scripts: {body}"
+    );
+    let preflight = browser
+        .client
+        .request(reqwest::Method::OPTIONS, &refresh)
+        .header("origin", &a)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        a.as_str()
+    );
+    let resp = browser
+        .client
+        .post(&refresh)
+        .header("origin", &a)
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], a.as_str());
+
+    for other in [
+        "https://evil.test",
+        "https://example.test.evil.test",
+        "http://a.example.test",
+        "null",
+    ] {
+        let resp = browser
+            .client
+            .get(&session)
+            .header("origin", other)
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.headers().get("access-control-allow-origin").is_none(),
+            "{other}"
+        );
+        let resp = browser
+            .client
+            .post(&refresh)
+            .header("origin", other)
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{other} refreshed");
+        let preflight = browser
+            .client
+            .request(reqwest::Method::OPTIONS, &refresh)
+            .header("origin", other)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            preflight
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{other}"
+        );
+    }
+}

@@ -19,7 +19,7 @@ LAYERS = [
     # Shared services that only leaves feed.
     {"metrics", "pages", "logging", "background", "head_deadline", "conn_limits"},
     # Components: each owns its spec and its build.
-    {"router", "upstreams", "tls", "session", "plugins", "tunnels", "forwarding", "canonical"},
+    {"router", "upstreams", "tls", "session", "plugins", "tunnels", "forwarding", "canonical", "forward_auth"},
     {"oidc"},
     # The file format, which knows every component's spec.
     {"config"},

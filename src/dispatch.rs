@@ -49,6 +49,9 @@ pub fn decide(
     let path = req.uri.path();
     // A path with encoded separators is decided on what a decoding upstream would read.
     let decided_on = canonical.separators_decoded.as_deref().unwrap_or(path);
+    if own_endpoints && runtime.forward_auth.is_extra_path(decided_on) {
+        return Decision::OwnEndpoint(crate::oauth2_paths::AUTH.to_string());
+    }
     if own_endpoints && is_own_endpoint(decided_on) {
         if canonical.separators_decoded.is_some() {
             return Decision::Fail(Failure::BadRequest(ENCODED_SEPARATOR));

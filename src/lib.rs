@@ -14,6 +14,7 @@ pub mod config;
 pub mod conn_limits;
 pub mod dispatch;
 pub mod downstream;
+pub mod forward_auth;
 pub mod forwarding;
 #[cfg(test)]
 mod fuzz_inputs;

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub tunnels_open: IntGauge,
     pub logins: IntCounterVec,
     pub logouts: IntCounterVec,
+    pub forward_auth: IntCounterVec,
     pub refreshes: IntCounterVec,
     pub sessions_active: IntGauge,
     pub store_duration: HistogramVec,
@@ -98,6 +99,11 @@ pub fn metrics() -> &'static Metrics {
                 "portcullis_logouts_total",
                 "Sessions ended by logout, by kind (rp, frontchannel).",
                 &["kind"]
+            )),
+            forward_auth: ok(register_int_counter_vec!(
+                "portcullis_forward_auth_total",
+                "Forward-auth decisions by result (allowed, public, unauthenticated, forbidden, untrusted, bad_request, no_route, unavailable).",
+                &["result"]
             )),
             refreshes: ok(register_int_counter_vec!(
                 "portcullis_token_refreshes_total",

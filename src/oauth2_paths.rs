@@ -18,3 +18,6 @@ pub const SESSION: &str = "/oauth2/session";
 pub const SESSION_REFRESH: &str = "/oauth2/session/refresh";
 /// Where an SSO server sends a browser to an SSO proxy with a hand-off ticket.
 pub const SSO_HANDOFF: &str = "/oauth2/sso/handoff";
+/// Forward authentication for an ingress in front (nginx `auth_request`, Traefik
+/// `forwardAuth`): 200 with identity headers, 401 or 403.
+pub const AUTH: &str = "/oauth2/auth";

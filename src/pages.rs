@@ -30,6 +30,8 @@ pub enum Failure {
     HeadersTooLarge,
     /// Body over the route's `max_body`.
     PayloadTooLarge,
+    /// A forward-auth request from an address not in `forward_auth.trusted_proxies`.
+    UntrustedProxy,
 }
 
 impl Failure {
@@ -42,7 +44,7 @@ impl Failure {
             Failure::UpstreamTimeout => 504,
             Failure::Internal => 500,
             Failure::Unauthorized => 401,
-            Failure::Forbidden | Failure::CrossOrigin => 403,
+            Failure::Forbidden | Failure::CrossOrigin | Failure::UntrustedProxy => 403,
             Failure::LoginFailed(_) => 400,
             Failure::AuthUnavailable => 503,
             Failure::MethodNotAllowed => 405,
@@ -69,6 +71,7 @@ impl Failure {
             Failure::MethodNotAllowed => "method_not_allowed",
             Failure::HeadersTooLarge => "request_header_fields_too_large",
             Failure::PayloadTooLarge => "payload_too_large",
+            Failure::UntrustedProxy => "untrusted_proxy",
         }
     }
 
@@ -95,6 +98,9 @@ impl Failure {
             Failure::MethodNotAllowed => "This address does not accept that method.",
             Failure::HeadersTooLarge => "The request headers are too large.",
             Failure::PayloadTooLarge => "The request body is too large.",
+            Failure::UntrustedProxy => {
+                "Forward authentication answers only the proxies in forward_auth.trusted_proxies."
+            }
         }
     }
 
@@ -272,6 +278,17 @@ impl Reply {
         if let Ok(value) = http::HeaderValue::try_from(value.into()) {
             self.headers
                 .push((http::HeaderName::from_static(name), value));
+        }
+        self
+    }
+
+    /// A header whose name the config chose (identity headers).
+    pub fn header_named(mut self, name: &str, value: &str) -> Reply {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(name),
+            http::HeaderValue::try_from(value),
+        ) {
+            self.headers.push((name, value));
         }
         self
     }

@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub max_request_header_size: usize,
     pub max_request_headers: usize,
     pub plugins: Arc<Plugins>,
+    /// `/oauth2/auth`: its extra path and whose forwarding headers it believes.
+    pub forward_auth: Arc<crate::forward_auth::ForwardAuth>,
 }
 
 /// Built once, at start, and never on reload (restart-only, see `reload.rs`): each TLS
@@ -188,12 +190,23 @@ pub fn build(config: &Config, previous: Option<&Snapshot>) -> Result<Snapshot, P
             .map(Arc::new)
             .ok(),
     };
-    let (Some(upstreams::Built { pools, desktops }), Some(router), Some(plugins), true) =
-        (built, router, plugins, problems.is_empty())
+    let forward_auth = crate::forward_auth::build(&config.forward_auth)
+        .map_err(|e| {
+            problems.push(at.locate(&format!("forward_auth.{}", e.field()), e.to_string()))
+        })
+        .ok();
+    let (
+        Some(upstreams::Built { pools, desktops }),
+        Some(router),
+        Some(plugins),
+        Some(forward_auth),
+        true,
+    ) = (built, router, plugins, forward_auth, problems.is_empty())
     else {
         return Err(Problems::sorted(problems));
     };
     Ok(Snapshot {
+        forward_auth: Arc::new(forward_auth),
         plugins,
         router,
         route_pools,

@@ -104,6 +104,7 @@ pub fn read_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let upstreams = v.upstreams(&upstreams_file);
     let pool_names: HashSet<String> = upstreams.pools.iter().map(|p| p.name.clone()).collect();
     let sso = v.sso(file.sso.as_ref());
+    let forward_auth = v.forward_auth(&file.forward_auth);
     let oidc = file
         .oidc
         .as_ref()
@@ -132,6 +133,7 @@ pub fn read_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         identity_headers,
         plugins,
         sso,
+        forward_auth,
         locations: v.locations,
     };
     Ok(Draft {

@@ -3,6 +3,7 @@
 //!
 //! Each component owns its spec; this module only gathers them, so that the file format (and
 //! the code that reads `crate::config::RouteSpec`) sees one model.
+pub use crate::forward_auth::ForwardAuthSpec;
 pub use crate::logging::{LogFormat, LoggingSettings};
 pub use crate::oidc::settings::{ClaimNames, ClientAuth, OidcSettings};
 pub use crate::oidc::sso::{Mode as SsoMode, SsoSpec};
@@ -35,6 +36,7 @@ pub struct Config {
     pub identity_headers: IdentityHeaderNames,
     pub plugins: Vec<crate::plugins::PluginSpec>,
     pub sso: SsoSpec,
+    pub forward_auth: ForwardAuthSpec,
     /// Where each field came from, to place a component's `BuildError` in the file.
     pub locations: super::Locations,
 }

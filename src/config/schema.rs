@@ -30,11 +30,24 @@ pub struct ConfigFile {
     pub session: Option<SessionSection>,
     /// Single sign-on across subdomains: `standalone` (default), `server` or `proxy`.
     pub sso: Option<SsoSection>,
+    /// `/oauth2/auth` for an ingress in front (nginx `auth_request`, Traefik `forwardAuth`).
+    #[serde(default)]
+    pub forward_auth: ForwardAuthSection,
     #[serde(default)]
     pub identity_headers: IdentityHeadersSection,
     /// Lua scripts run at the request and response phases, in this order.
     #[serde(default)]
     pub plugins: Vec<PluginSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthSection {
+    /// Another path answering as `/oauth2/auth`, e.g. `/_portcullis/auth`.
+    pub path: Option<Text>,
+    /// The ingresses whose forwarding headers are believed (addresses or CIDR ranges).
+    #[serde(default)]
+    pub trusted_proxies: Vec<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,12 @@ pub(super) async fn own_endpoint(
             .get_header(http::header::ACCEPT)
             .map(|v| v.as_bytes()),
     );
+    if path == crate::oauth2_paths::AUTH {
+        let runtime = ctx.runtime.clone();
+        if let Some(runtime) = runtime {
+            return super::forward_auth::answer(session, oidc, &runtime, ctx).await;
+        }
+    }
     let reply = if path == crate::oauth2_paths::BACKCHANNEL_LOGOUT {
         let body = read_body(session, crate::backchannel_logout::MAX_BODY).await;
         crate::backchannel_logout::answer(oidc, session.req_header(), body).await

@@ -32,6 +32,7 @@ mod admission;
 mod body_limit;
 mod ctx;
 mod failure;
+mod forward_auth;
 mod header_limits;
 mod https;
 mod own_cookies;

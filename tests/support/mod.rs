@@ -7,6 +7,7 @@ pub mod echo;
 #[path = "../../src/fuzz_inputs.rs"]
 pub mod fuzz_inputs;
 pub mod idp;
+pub mod nginx;
 pub mod oidc;
 pub mod pki;
 pub mod prom;

@@ -245,6 +245,16 @@ impl Browser {
     }
 
     /// The Cookie header the browser would send to `path` on the proxy.
+    /// The Cookie header the browser would send to `url`.
+    pub fn cookie_header_for(&self, url: &str) -> String {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = url.parse().expect("url");
+        self.jar
+            .cookies(&url)
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    }
+
     pub fn cookie_header(&self, stack: &Stack, path: &str) -> String {
         use reqwest::cookie::CookieStore;
         let url: reqwest::Url = stack.url(path).parse().expect("url");

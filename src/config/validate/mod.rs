@@ -4,6 +4,7 @@
 //! (`Validator::record`).
 
 mod auth;
+mod forward_auth;
 mod plugins;
 mod routes;
 mod server;

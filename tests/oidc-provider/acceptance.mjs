@@ -514,6 +514,15 @@ async function startEcho() {
       res.end(body);
     });
   });
+  // A tunnel end: accepts the WebSocket handshake and keeps the connection open until the
+  // proxy closes it.
+  server.on('upgrade', (req, socket) => {
+    const accept = crypto.createHash('sha1')
+      .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+      + `Sec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    socket.on('error', () => {});
+  });
   const port = await listen(server);
   return { port, seen };
 }
@@ -543,6 +552,8 @@ async function startProvider({ proxyOrigin }) {
       client_secret: CLIENT_SECRET,
       redirect_uris: [`${proxyOrigin}/oauth2/callback`],
       post_logout_redirect_uris: [`${proxyOrigin}/oauth2/logout/callback`],
+      backchannel_logout_uri: `${proxyOrigin}/oauth2/logout/backchannel`,
+      backchannel_logout_session_required: true,
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
@@ -581,6 +592,7 @@ async function startProvider({ proxyOrigin }) {
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
+      backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx, form) {
@@ -601,6 +613,12 @@ async function startProvider({ proxyOrigin }) {
     // flow. ID_TOKEN_CLAIMS=1 puts them in the ID token too, as Keycloak does.
     conformIdTokenClaims: process.env.ID_TOKEN_CLAIMS !== '1',
     clientBasedCORS: () => false,
+    // The provider refuses to call special-use addresses (SSRF protection); everything here is
+    // on loopback, so its back-channel logout calls to Portcullis go out without that guard.
+    fetch: (url, options) => {
+      const { dispatcher, ...rest } = options;
+      return globalThis.fetch(url, rest);
+    },
     async renderError(ctx, out, error) {
       ctx.type = 'html';
       ctx.body = page('Provider error', `<pre>${escapeHtml(JSON.stringify(out))}</pre>`);
@@ -608,6 +626,7 @@ async function startProvider({ proxyOrigin }) {
     },
   });
   provider.on('server_error', (_ctx, err) => console.log(`# provider server_error: ${err.stack}`));
+  provider.on('backchannel.error', (_ctx, err) => console.log(`# provider back-channel logout failed: ${err.message} ${err.cause?.message ?? ""} ${err.cause?.code ?? ""}`));
 
   const providerCallback = provider.callback();
   const interactionPath = /^\/interaction\/([A-Za-z0-9_-]+)$/;
@@ -721,6 +740,7 @@ session:
 identity_headers: { user: X-Remote-User, groups: X-Remote-Groups, email: X-Remote-Email, access_token: false }
 routes:
   - { prefix: /api/, upstream: app, auth: api }
+  - { prefix: /tunnel/, upstream: app, auth: login, websocket: true }
   - { prefix: /, upstream: app, auth: login }
 `;
   const upstreams = `upstreams:\n  app: { backends: ["${HOST}:${upstreamPort}"] }\n`;
@@ -1052,6 +1072,87 @@ async function portcullisChecks({ proxyOrigin, proxyHost, idpIssuer, echo }) {
   });
 }
 
+// A full login through the provider for a new browser; resolves to the browser.
+async function signIn({ proxyOrigin, proxyHost }, path) {
+  const browser = new Browser();
+  const { stopUrl } = await browser.journey(`${proxyOrigin}${path}`, {
+    stopAt: proxyHost, onPage: userAtProvider,
+  });
+  let res = await browser.navigate(stopUrl, { crossSite: true }); // /oauth2/login -> provider
+  if (new URL(stopUrl).pathname !== '/oauth2/callback') {
+    const next = await browser.journey(res.headers.get('location'), { stopAt: proxyHost, onPage: userAtProvider });
+    res = await browser.navigate(next.stopUrl, { crossSite: true });
+  }
+  assert(res.status === 302, `the callback answered ${describe(res)}`);
+  const page = await browser.navigate(new URL(res.headers.get('location'), proxyOrigin).toString());
+  assert(page.status === 200, `after login ${path} answered ${describe(page)}`);
+  return browser;
+}
+
+// Opens a WebSocket through the proxy with the browser's cookies; resolves to the socket.
+function openTunnel(browser, proxyOrigin, path) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(path, proxyOrigin);
+    const req = http.request(url, {
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': crypto.randomBytes(16).toString('base64'),
+        origin: proxyOrigin,
+        cookie: browser.jar.header(url.toString()) ?? '',
+      },
+    });
+    req.on('upgrade', (res, socket) => resolve(socket));
+    req.on('response', (res) => reject(new Error(`no upgrade: ${res.statusCode}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// OpenID Connect Back-Channel Logout 1.0 for real: the provider ends the user's session (its
+// own sign-out page, no relying party involved) and posts a logout token to Portcullis.
+async function backchannelChecks(ctx) {
+  const { proxyOrigin, idpIssuer } = ctx;
+  const state = {};
+  await check('back-channel: signed in, with an open tunnel', async () => {
+    state.browser = await signIn(ctx, '/console/bc');
+    state.socket = await openTunnel(state.browser, proxyOrigin, '/tunnel/x');
+    state.closed = new Promise((resolve) => { state.socket.on('close', resolve); state.socket.on('end', resolve); });
+    const res = await state.browser.request(`${proxyOrigin}/api/me`, { headers: { accept: 'application/json' } });
+    assert(res.status === 200, `the session does not work: ${describe(res)}`);
+  });
+  await check('back-channel: signing out at the provider ends the Portcullis session and closes the tunnel', async () => {
+    assert(state.browser, 'no session from the previous step');
+    const discovery = await (await fetch(`${idpIssuer}/.well-known/openid-configuration`)).json();
+    assert(discovery.backchannel_logout_supported === true, 'the provider does not advertise back-channel logout');
+    const page = await state.browser.navigate(discovery.end_session_endpoint, { crossSite: true });
+    const submission = userAtProvider(page);
+    assert(submission?.kind === 'logout', `no sign-out form at the provider: ${describe(page)}`);
+    const done = await state.browser.navigate(submission.action, { method: 'POST', form: submission.fields });
+    assert(done.status < 500, `provider sign-out answered ${describe(done)}`);
+    const started = Date.now();
+    let status;
+    while (Date.now() - started < 3000) {
+      status = (await state.browser.request(`${proxyOrigin}/api/me`, { headers: { accept: 'application/json' } })).status;
+      if (status === 401) break;
+      await sleep(50);
+    }
+    assert(status === 401, `the session still works after the provider signed the user out (${status})`);
+    const closed = await Promise.race([state.closed.then(() => true), sleep(2000).then(() => false)]);
+    assert(closed, 'the tunnel is still open 2 s after the provider signed the user out');
+    return `refused after ${Date.now() - started} ms`;
+  });
+  await check('back-channel: a replayed or forged logout token is refused with 400', async () => {
+    const res = await send(`${proxyOrigin}/oauth2/logout/backchannel`, {
+      method: 'POST',
+      headers: new Headers({ 'content-type': 'application/x-www-form-urlencoded' }),
+      body: 'logout_token=eyJhbGciOiJub25lIn0.eyJzaWQiOiJ4In0.',
+    });
+    assert(res.status === 400, `forged token: ${describe(res)}`);
+  });
+}
+
 // ---------------------------------------------------------------------------
 // --provider-only: a minimal relying party, to check the provider set-up
 // ---------------------------------------------------------------------------
@@ -1209,6 +1310,7 @@ async function main() {
 
   if (!started) skipReason = 'portcullis is not running';
   await portcullisChecks(ctx);
+  await backchannelChecks(ctx);
 
   if (results.includes(false) && fs.existsSync(logPath)) {
     const lines = fs.readFileSync(logPath, 'utf8').trimEnd().split('\n');

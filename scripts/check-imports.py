@@ -31,6 +31,8 @@ LAYERS = [
     # The /oauth2/* endpoints answer requests, as the gate does, with what oidc provides.
     {"dispatch", "gate", "identity", "oauth2_endpoints", "backchannel_logout", "proxy", "downstream"},
     {"server"},
+    # The demo runs the server with its own provider and backends.
+    {"demo"},
 ]
 
 CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")

@@ -12,6 +12,7 @@ pub mod canonical;
 pub mod clock;
 pub mod config;
 pub mod conn_limits;
+pub mod demo;
 pub mod dispatch;
 pub mod downstream;
 pub mod forward_auth;

@@ -1,5 +1,5 @@
-//! The `portcullis` command: `run` the proxy, `check` a config (like `nginx -t`), and
-//! `sessions` for operators.
+//! The `portcullis` command: `run` the proxy, `check` a config (like `nginx -t`), `demo`
+//! for first contact, and `sessions` for operators.
 // The redis client's futures nest deeper than the compiler's default layout limit.
 #![recursion_limit = "256"]
 
@@ -41,6 +41,17 @@ enum Command {
     Check {
         #[arg(short, long, default_value = "conf/portcullis.yaml")]
         config: PathBuf,
+    },
+    /// The whole product on loopback, nothing to configure: Portcullis on conf/demo.yaml in
+    /// front of a development OpenID provider (demo users alice, bob, eve; no passwords; NOT
+    /// for production) and small console, API and desktop backends. Ctrl-C stops it.
+    Demo {
+        /// Where the proxy listens (http://localhost:PORT).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Where the demo provider listens (http://localhost:PORT).
+        #[arg(long, default_value_t = 8090)]
+        idp_port: u16,
     },
     /// Find and end sessions in the shared session store (needs `session.store: redis` and the
     /// proxies' `session.key`). A revocation reaches every replica within a second and closes
@@ -96,6 +107,9 @@ fn main() -> ExitCode {
             action,
             config: path,
         } => sessions(action, &path),
+        Command::Demo { port, idp_port } => {
+            portcullis::demo::run(portcullis::demo::Options { port, idp_port })
+        }
         Command::Run {
             config: path,
             upgrade,

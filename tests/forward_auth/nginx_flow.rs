@@ -15,7 +15,8 @@ async fn a_login_through_nginx_reaches_the_upstream_with_the_verified_identity()
     assert_eq!(hops[0].status, 302);
     assert_eq!(
         hops[0].headers["location"],
-        edge.url("/oauth2/login?redirect=/reports%3Fid%3D7").as_str()
+        edge.url("/oauth2/login?redirect=/reports%3Fid%3D7")
+            .as_str()
     );
     assert!(
         resp.url().as_str().ends_with("/reports?id=7"),

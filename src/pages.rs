@@ -5,6 +5,10 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+
+mod login_hop;
+pub use login_hop::{is_page_load, login_hop};
+
 /// Why the proxy answered instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -280,6 +284,19 @@ impl Reply {
                 .push((http::HeaderName::from_static(name), value));
         }
         self
+    }
+
+    #[cfg(test)]
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
+    #[cfg(test)]
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .and_then(|(_, v)| v.to_str().ok())
     }
 
     /// A header whose name the config chose (identity headers).

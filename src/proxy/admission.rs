@@ -93,7 +93,14 @@ pub(super) async fn authorize(
             Ok(false)
         }
         Verdict::Login { location } => {
-            pages::redirect(session, 302, &location, &ctx.envelope()).await?;
+            // A page load gets a page that keeps the URL's fragment through login.
+            if pages::is_page_load(session.req_header()) {
+                pages::login_hop(&location)
+                    .send(session, &ctx.envelope())
+                    .await?;
+            } else {
+                pages::redirect(session, 302, &location, &ctx.envelope()).await?;
+            }
             Ok(true)
         }
         Verdict::Deny(failure) => {

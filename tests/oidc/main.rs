@@ -7,5 +7,6 @@ mod support;
 mod attacks;
 mod backchannel;
 mod flow;
+mod fragments;
 mod policy;
 mod tunnels;

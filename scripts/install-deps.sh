@@ -3,7 +3,8 @@
 # Idempotent: a package already present is not touched; apt runs only when something is missing.
 set -euo pipefail
 
-needed=(cmake pkg-config redis-server nginx wrk)
+# chromium: the real-browser test (tests/browser); no browser download works here.
+needed=(cmake pkg-config redis-server nginx wrk chromium)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

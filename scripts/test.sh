@@ -15,6 +15,8 @@ echo "== acceptance: login flow against oidc-provider (npm), a certified OpenID 
 command -v node >/dev/null || { echo "test.sh: node (>= 20) is needed for the oidc-provider acceptance test" >&2; exit 1; }
 cargo build --locked
 PORTCULLIS_BIN="$PWD/target/debug/portcullis" tests/oidc-provider/run.sh
+echo "== a real browser (Chromium + playwright-core) against oidc-provider and against the demo"
+PORTCULLIS_BIN="$PWD/target/debug/portcullis" tests/browser/run.sh
 
 echo "== cargo test"
 cargo test --locked --lib --bins --tests "$@"

@@ -54,7 +54,7 @@ pub fn console(req: Request) -> Response {
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Portcullis demo</title>\
              <style>{STYLE}</style></head><body><header><b>Portcullis demo</b> · {title}</header><main>\
              <h1 id=\"who\">Hello, {user}</h1>\
-             <p>This page is served by the demo's console backend. It knows who you are only from the headers\
+             <p>This page is served by the demo's console backend. It knows who you are only from the headers \
              Portcullis added after verifying your login:</p>\
              <table>{rows}<tr><th>Path</th><td colspan=2 id=\"path\">{path}</td></tr></table>\
              <ul><li><a href=\"/api/whoami\">/api/whoami</a> — the API (JSON; 401 without a login, never a redirect)</li>\
@@ -83,7 +83,7 @@ pub fn desktop(req: Request) -> Response {
             &format!(
                 "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Desktop · Portcullis demo</title>\
                  <style>{STYLE}</style></head><body><header><b>Portcullis demo</b> · Desktop of {user}</header><main>\
-                 <h1>Remote desktop</h1><p>The desktop backend was told this is <b id=\"who\">{user}</b>. A real desktop\
+                 <h1>Remote desktop</h1><p>The desktop backend was told this is <b id=\"who\">{user}</b>. A real desktop \
                  streams its screen over this WebSocket tunnel (subprotocol <code>guacamole</code>); here it echoes.</p>\
                  <p>Tunnel: <b id=\"state\">connecting…</b></p>\
                  <form id=\"send\"><input id=\"msg\" value=\"hello\"> <button>Send</button></form><ol id=\"log\"></ol>\

@@ -7,13 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 command -v node >/dev/null || { echo "run.sh: node is not installed" >&2; exit 1; }
-command -v npm >/dev/null || { echo "run.sh: npm is not installed" >&2; exit 1; }
-
-stamp=node_modules/.acceptance-lock.sha256
-want="$(sha256sum package.json package-lock.json | sha256sum | cut -d' ' -f1)"
-if [[ ! -d node_modules/oidc-provider || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  npm ci --no-audit --no-fund --loglevel=error
-  echo "$want" > "$stamp"
-fi
+../npm-install.sh "$PWD"
 
 exec node acceptance.mjs "$@"

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-
 mod login_hop;
 pub use login_hop::{is_page_load, login_hop};
 

@@ -254,7 +254,10 @@ impl Idp {
             },
         );
         let Ok(mut target) = url::Url::parse(&redirect_uri) else {
-            return html(400, &page("Invalid request", "<p>redirect_uri is not a URL</p>"));
+            return html(
+                400,
+                &page("Invalid request", "<p>redirect_uri is not a URL</p>"),
+            );
         };
         {
             let mut q = target.query_pairs_mut();

@@ -65,9 +65,15 @@ mod tests {
         assert_eq!(reply.status, 401);
         let body = String::from_utf8(reply.body_bytes().to_vec()).unwrap();
         assert!(!body.contains("<script>x</script>"), "{body}");
-        assert!(body.contains("&lt;script&gt;x&lt;/script&gt;&amp;b"), "{body}");
+        assert!(
+            body.contains("&lt;script&gt;x&lt;/script&gt;&amp;b"),
+            "{body}"
+        );
         let csp = reply.header_value("content-security-policy").unwrap();
-        assert!(csp.contains(&sha256_source(SCRIPT)) && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(
+            csp.contains(&sha256_source(SCRIPT)) && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         assert_eq!(body.matches("<script>").count(), 1);
     }
 }

@@ -1,7 +1,7 @@
 // A real browser through Portcullis: Debian's Chromium, headless, driven by playwright-core.
 //
 //   node browser.mjs                    both targets
-//   node browser.mjs --target oidc-provider | --target demo
+//   node browser.mjs --target oidc-provider | --target demo | --target sso
 //
 // Target `oidc-provider`: Portcullis in front of Node upstreams (a console page showing the
 // identity headers it saw, a JSON API, a WebSocket echo speaking `guacamole`), logging in at
@@ -22,13 +22,14 @@ import { chromium } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 
 import { startProvider } from '../oidc-provider/provider.mjs';
+import { ssoScenario } from './sso.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
 const SHOTS = path.join(REPO, 'target', 'browser-screenshots');
 const HOST = '127.0.0.1';
 const argTarget = process.argv.indexOf('--target');
-const TARGETS = argTarget > 0 ? [process.argv[argTarget + 1]] : ['oidc-provider', 'demo'];
+const TARGETS = argTarget > 0 ? [process.argv[argTarget + 1]] : ['oidc-provider', 'demo', 'sso'];
 
 const results = [];
 const cleanups = [];
@@ -335,6 +336,15 @@ async function main() {
   for (const target of TARGETS) {
     if (target === 'oidc-provider') await scenario('oidc-provider', startWithOidcProvider, browser);
     else if (target === 'demo') await scenario('demo', startDemo, browser);
+    else if (target === 'sso') {
+      const dir = path.join(SHOTS, 'sso');
+      fs.mkdirSync(dir, { recursive: true });
+      let n = 0;
+      const shot = (page, what) => page.screenshot({ path: path.join(dir, `${String(++n).padStart(2, '0')}-${what}.png`), fullPage: true });
+      await ssoScenario({
+        step, shot, listen, freePort, waitForPort, spawnTracked, findBinary, cleanups, startUpstream, users: USERS,
+      });
+    }
     else throw new Error(`unknown target ${target}`);
   }
 }

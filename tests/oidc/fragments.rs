@@ -18,10 +18,19 @@ async fn a_page_load_gets_a_page_that_keeps_the_fragment_and_other_clients_a_red
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("script-src 'sha256-") && !csp.contains("unsafe"), "{csp}");
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'sha256-") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     let page = resp.text().await.unwrap();
-    assert!(page.contains("href=\"/oauth2/login?redirect=/app/reports%3Fid%3D7\""), "{page}");
+    assert!(
+        page.contains("href=\"/oauth2/login?redirect=/app/reports%3Fid%3D7\""),
+        "{page}"
+    );
     assert!(page.contains("location.hash"), "{page}");
     // Without Sec-Fetch-Dest (older clients, tools): the plain redirect.
     let resp = browser
@@ -73,10 +82,23 @@ async fn hostile_fragments_never_redirect_off_site() {
             .and_then(|h| h.headers.get("location"))
             .map(|l| l.to_str().unwrap().to_string())
             .unwrap();
-        assert!(back.starts_with('/') && !back.starts_with("//") && !back.contains('\\'), "{fragment}: {back}");
-        assert!(!back.contains('\r') && !back.contains('\n'), "{fragment}: {back:?}");
-        let url = reqwest::Url::parse(&stack.url("/")).unwrap().join(&back).unwrap();
-        assert_eq!(url.origin(), reqwest::Url::parse(&stack.public).unwrap().origin(), "{fragment}");
+        assert!(
+            back.starts_with('/') && !back.starts_with("//") && !back.contains('\\'),
+            "{fragment}: {back}"
+        );
+        assert!(
+            !back.contains('\r') && !back.contains('\n'),
+            "{fragment}: {back:?}"
+        );
+        let url = reqwest::Url::parse(&stack.url("/"))
+            .unwrap()
+            .join(&back)
+            .unwrap();
+        assert_eq!(
+            url.origin(),
+            reqwest::Url::parse(&stack.public).unwrap().origin(),
+            "{fragment}"
+        );
     }
     let long = format!("/oauth2/login?redirect=/app%23{}", "a".repeat(10_000));
     let browser = Browser::new();

@@ -23,3 +23,17 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
+
+# The offline Kubernetes checks (scripts/check-deploy.py): kubectl with Kustomize built in, and
+# the bundled Kubernetes schemas of kubernetes-validate.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "install-deps: installing kubernetes-client (kubectl)"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "install-deps: installing kubernetes-validate (pip, user site)"
+  python3 -m pip install --quiet --user kubernetes-validate 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages kubernetes-validate
+fi

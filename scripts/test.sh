@@ -18,5 +18,8 @@ PORTCULLIS_BIN="$PWD/target/debug/portcullis" tests/oidc-provider/run.sh
 echo "== a real browser (Chromium + playwright-core) against oidc-provider and against the demo"
 PORTCULLIS_BIN="$PWD/target/debug/portcullis" tests/browser/run.sh
 
+echo "== deploy/: every Kustomize overlay renders, validates against the Kubernetes schemas, and its config passes portcullis check"
+python3 scripts/check-deploy.py "$PWD/target/debug/portcullis"
+
 echo "== cargo test"
 cargo test --locked --lib --bins --tests "$@"

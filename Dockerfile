@@ -60,7 +60,12 @@ USER 10001:10001
 
 # 8080 HTTP (or redirect to HTTPS), 8443 HTTPS, 9090 Prometheus /metrics.
 EXPOSE 8080 8443 9090
+# SIGTERM: stop accepting, let in-flight requests finish for server.grace_period, exit.
 STOPSIGNAL SIGTERM
+# No curl in the image: bash's /dev/tcp asks the operations listener for /healthz.
+# (Kubernetes uses its own probes on /readyz and /healthz; see deploy/.)
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9090 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
 
 ENTRYPOINT ["portcullis"]
 CMD ["run", "--config", "/etc/portcullis/conf/portcullis.yaml"]

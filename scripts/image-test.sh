@@ -38,8 +38,12 @@ if ! "${P[@]}" image exists docker.io/library/rust:1-bookworm; then
 fi
 
 echo "== build $IMAGE"
+# Machines whose outbound TLS goes through an inspecting proxy trust its CA in the host's
+# bundle only: the build sees that bundle (a build-time mount, not part of the image).
+ca=()
+[ -f /etc/ssl/certs/ca-certificates.crt ] && ca=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
 started=$(date +%s)
-"${P[@]}" build --quiet --network=host \
+"${P[@]}" build --quiet --network=host "${ca[@]}" \
   --volume "$HOME/.rustup:/usr/local/rustup:ro" \
   --volume "$HOME/.cargo/bin:/usr/local/cargo/bin:ro" \
   --volume "$HOME/.cargo/registry:/usr/local/cargo/registry" \

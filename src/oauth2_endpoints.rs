@@ -404,18 +404,22 @@ async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Fail
     let cookie = cookies::find(req, oidc.cookie_name())
         .or_else(shared)
         .ok_or(Failure::Unauthorized)?;
-    let session = oidc
-        .sessions
-        .load(cookie)
-        .await
-        .map_err(|_| Failure::AuthUnavailable)?
-        .ok_or(Failure::Unauthorized)?;
+    let session = stored_session(oidc, cookie).await?;
     let refreshed = oidc
         .refresh_session(session, true)
         .await
         .map_err(|_| Failure::AuthUnavailable)?;
     let session = refreshed.ok_or(Failure::Unauthorized)?;
     Ok(Reply::json(200, &describe(oidc, &session)))
+}
+
+/// The session a cookie names, as the store has it: 401 without one, 503 when the store is down.
+pub async fn stored_session(oidc: &Oidc, cookie: &str) -> Result<UserSession, Failure> {
+    oidc.sessions
+        .load(cookie)
+        .await
+        .map_err(|_| Failure::AuthUnavailable)?
+        .ok_or(Failure::Unauthorized)
 }
 
 /// The session as `/oauth2/session` describes it (no tokens: a page script reads this).

@@ -166,12 +166,7 @@ async fn refresh_at_proxy(
         return Err(Failure::CrossOrigin);
     }
     let cookie = oidc.session_cookie(req).ok_or(Failure::Unauthorized)?;
-    let session = oidc
-        .sessions
-        .load(cookie)
-        .await
-        .map_err(|_| Failure::AuthUnavailable)?
-        .ok_or(Failure::Unauthorized)?;
+    let session = super::stored_session(oidc, cookie).await?;
     let refreshed = oidc
         .refresh_at_server(server, cookie, session)
         .await

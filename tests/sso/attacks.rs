@@ -1,7 +1,7 @@
 //! The attacks on single sign-on: open redirects through the server, cookies tossed by a
 //! sibling host to fix or swap a session, and replayed or misdirected hand-offs.
 
-use crate::{cookie_value, Family};
+use crate::{cookie_value, Family, SsoBrowser};
 
 /// Every redirect the server answers with stays on https hosts of the domain.
 fn assert_on_domain(location: &str, f: &Family, what: &str) {
@@ -131,12 +131,12 @@ async fn a_cookie_tossed_by_a_sibling_neither_fixes_nor_swaps_a_session() {
         Ok("mallory".into())
     );
     let hers = cookie_value(
-        &mallory.cookies_for(&f.a.url("/")),
+        &mallory.cookie_header_for(&f.a.url("/")),
         "__Secure-portcullis_sso",
     )
     .unwrap();
     let her_binding = cookie_value(
-        &mallory.cookies_for(&f.a.url("/")),
+        &mallory.cookie_header_for(&f.a.url("/")),
         "__Host-portcullis_sso_binding",
     )
     .unwrap();

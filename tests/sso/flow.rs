@@ -1,7 +1,7 @@
 //! What single sign-on is for: one login for every host of the domain, one logout for all.
 
 use crate::support::proxy::check;
-use crate::{alice, Family};
+use crate::{alice, Family, SsoBrowser};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,7 +50,7 @@ async fn one_login_through_a_reaches_b_with_no_provider_round_trip() {
     );
     assert_eq!(f.idp.counters().token_requests, 1);
     // The server sets the shared cookie for the domain, and each proxy its own binding.
-    let at_b = browser.cookies_for(&f.b.url("/"));
+    let at_b = browser.cookie_header_for(&f.b.url("/"));
     assert!(at_b.contains("__Secure-portcullis_sso="), "{at_b}");
     assert!(at_b.contains("__Host-portcullis_sso_binding="), "{at_b}");
     // Neither reaches the upstream.
@@ -171,7 +171,7 @@ type TlsTunnel =
 /// would when Pingora drops an upgraded connection at once: see `support::ws::open_tunnel`).
 async fn tunnel(f: &Family, browser: &crate::Browser) -> TlsTunnel {
     let url = format!("wss://{}:{}/desktop/d-alice/tunnel", f.a.host, f.a.port);
-    let cookies = browser.cookies_for(&f.a.url("/desktop/d-alice/tunnel"));
+    let cookies = browser.cookie_header_for(&f.a.url("/desktop/d-alice/tunnel"));
     for _ in 0..3 {
         let mut req = url.clone().into_client_request().unwrap();
         req.headers_mut().insert("cookie", cookies.parse().unwrap());

@@ -12,7 +12,6 @@ mod flow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use support::idp::{IdpConfig, TestIdp, TestUser};
 use support::oidc::{ENV, SECRET};
 use support::pki::TestCa;
@@ -150,20 +149,13 @@ impl Family {
 
     /// A browser that trusts the test CA and resolves the family's host names to loopback.
     pub fn browser(&self) -> Browser {
-        let jar = Arc::new(reqwest::cookie::Jar::default());
         let mut builder = reqwest::Client::builder()
             .tls_built_in_root_certs(false)
-            .add_root_certificate(self.ca.root())
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(10));
+            .add_root_certificate(self.ca.root());
         for i in [&self.server, &self.a, &self.b] {
             builder = builder.resolve(&i.host, i.addr());
         }
-        Browser {
-            client: builder.build().expect("browser"),
-            jar,
-        }
+        Browser::build(builder)
     }
 }
 
@@ -182,55 +174,18 @@ pub fn alice() -> TestUser {
     TestUser::new("alice-sub", "alice").with_groups(&["staff"])
 }
 
-pub struct Browser {
-    pub client: reqwest::Client,
-    pub jar: Arc<reqwest::cookie::Jar>,
-}
+pub use support::oidc::Browser;
 
-pub struct Hop {
-    pub url: String,
-    pub status: u16,
-    pub location: Option<String>,
-}
-
-impl Browser {
-    /// A navigation to `url` following up to 12 redirects: every hop, and the last answer.
-    pub async fn navigate(&self, url: &str) -> (Vec<Hop>, reqwest::Response) {
-        let mut hops = Vec::new();
-        let mut current = url.to_string();
-        for _ in 0..12 {
-            let resp = self
-                .client
-                .get(&current)
-                .header("accept", "text/html")
-                .header("sec-fetch-mode", "navigate")
-                .header("sec-fetch-site", "none")
-                .send()
-                .await
-                .expect("request");
-            let status = resp.status().as_u16();
-            let location = resp
-                .headers()
-                .get("location")
-                .and_then(|l| l.to_str().ok())
-                .map(str::to_string);
-            hops.push(Hop {
-                url: current.clone(),
-                status,
-                location: location.clone(),
-            });
-            match location {
-                Some(l) if (300..400).contains(&status) => {
-                    current = resp.url().join(&l).expect("location").to_string();
-                }
-                _ => return (hops, resp),
-            }
-        }
-        panic!("too many redirects from {url}");
-    }
-
+/// What the SSO tests ask of a browser beyond the kit's.
+pub(crate) trait SsoBrowser {
     /// The identity the app upstream saw for a navigation to `url`, or the final status.
-    pub async fn user_at(&self, url: &str) -> Result<String, u16> {
+    async fn user_at(&self, url: &str) -> Result<String, u16>;
+    /// Plants a cookie as a sibling host of the domain could (`Set-Cookie` with `Domain=`).
+    fn toss(&self, from: &Instance, set_cookie: &str);
+}
+
+impl SsoBrowser for Browser {
+    async fn user_at(&self, url: &str) -> Result<String, u16> {
         let (_, resp) = self.navigate(url).await;
         let status = resp.status().as_u16();
         if status != 200 {
@@ -243,30 +198,9 @@ impl Browser {
             .to_string())
     }
 
-    /// The status of a fetch-like GET with the browser's cookies.
-    pub async fn status_of(&self, url: &str) -> u16 {
-        self.client
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_or(0, |r| r.status().as_u16())
-    }
-
-    /// Plants a cookie as a sibling host of the domain could (`Set-Cookie` with `Domain=`).
-    pub fn toss(&self, from: &Instance, set_cookie: &str) {
+    fn toss(&self, from: &Instance, set_cookie: &str) {
         let url: reqwest::Url = from.url("/").parse().expect("url");
         self.jar.add_cookie_str(set_cookie, &url);
-    }
-
-    /// The Cookie header this browser sends to `url`.
-    pub fn cookies_for(&self, url: &str) -> String {
-        use reqwest::cookie::CookieStore;
-        let url: reqwest::Url = url.parse().expect("url");
-        self.jar
-            .cookies(&url)
-            .map(|v| v.to_str().unwrap_or("").to_string())
-            .unwrap_or_default()
     }
 }
 

@@ -152,7 +152,9 @@ impl Browser {
         )
     }
 
-    fn build(builder: reqwest::ClientBuilder) -> Browser {
+    /// A browser on a client set up by the caller (trusted roots, name overrides); cookies,
+    /// no automatic redirects and the timeout are added here.
+    pub fn build(builder: reqwest::ClientBuilder) -> Browser {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = builder
             .cookie_provider(jar.clone())

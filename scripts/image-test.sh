@@ -39,9 +39,15 @@ fi
 
 echo "== build $IMAGE"
 # Machines whose outbound TLS goes through an inspecting proxy trust its CA in the host's
-# bundle only: the build sees that bundle (a build-time mount, not part of the image).
+# bundle only: cargo in the build reads that bundle (build-time mounts of the bundle and of a
+# cargo config naming it; neither is part of the image, and the images' own
+# /etc/ssl/certs stays theirs for apt).
 ca=()
-[ -f /etc/ssl/certs/ca-certificates.crt ] && ca=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  printf '[http]\ncainfo = "/run/build-ca/ca.crt"\n' > "$work/cargo-config.toml"
+  ca=(--volume /etc/ssl/certs/ca-certificates.crt:/run/build-ca/ca.crt:ro
+      --volume "$work/cargo-config.toml:/usr/local/cargo/config.toml:ro")
+fi
 started=$(date +%s)
 "${P[@]}" build --quiet --network=host "${ca[@]}" \
   --volume "$HOME/.rustup:/usr/local/rustup:ro" \

@@ -80,13 +80,21 @@ enum SessionsAction {
     },
 }
 
+// Operator output that a full disk cannot turn into a panic (exit 101 instead of the code meant).
+macro_rules! out {
+    ($($t:tt)*) => { portcullis::logging::say(portcullis::logging::Out::Stdout, format_args!($($t)*)) };
+}
+macro_rules! err {
+    ($($t:tt)*) => { portcullis::logging::say(portcullis::logging::Out::Stderr, format_args!($($t)*)) };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config: path } => match portcullis::runtime::load_and_build(&path) {
             // Built, and discarded: what `run` would serve.
             Ok((c, _, _)) => {
-                println!(
+                out!(
                     "{}: ok ({} listeners, {} routes, {} pools, {} desktops, {} plugins)",
                     path.display(),
                     c.listeners.len(),
@@ -98,8 +106,8 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(problems) => {
-                eprintln!("{problems}");
-                eprintln!("{}: {} problem(s)", path.display(), problems.0.len());
+                err!("{problems}");
+                err!("{}: {} problem(s)", path.display(), problems.0.len());
                 ExitCode::FAILURE
             }
         },
@@ -121,14 +129,14 @@ fn main() -> ExitCode {
                     Ok(never) => match never {},
                     Err(e) => {
                         tracing::error!(error = %e, "portcullis: not starting");
-                        eprintln!("portcullis: not starting: {e}");
+                        err!("portcullis: not starting: {e}");
                         ExitCode::FAILURE
                     }
                 }
             }
             Err(problems) => {
-                eprintln!("{problems}");
-                eprintln!(
+                err!("{problems}");
+                err!(
                     "portcullis: not starting: {} has {} problem(s)",
                     path.display(),
                     problems.0.len()
@@ -143,7 +151,7 @@ fn sessions(action: SessionsAction, path: &std::path::Path) -> ExitCode {
     let config = match config::load(path) {
         Ok(c) => c,
         Err(problems) => {
-            eprintln!("{problems}");
+            err!("{problems}");
             return ExitCode::FAILURE;
         }
     };
@@ -153,7 +161,7 @@ fn sessions(action: SessionsAction, path: &std::path::Path) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("portcullis: cannot start a runtime: {e}");
+            err!("portcullis: cannot start a runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -162,9 +170,9 @@ fn sessions(action: SessionsAction, path: &std::path::Path) -> ExitCode {
             SessionsAction::List { user } => {
                 portcullis::admin::list(&config, &user).await.map(|keys| {
                     for k in &keys {
-                        println!("{k}");
+                        out!("{k}");
                     }
-                    eprintln!("{} session(s) of {user}", keys.len());
+                    err!("{} session(s) of {user}", keys.len());
                 })
             }
             SessionsAction::Revoke { user, id } => {
@@ -175,14 +183,14 @@ fn sessions(action: SessionsAction, path: &std::path::Path) -> ExitCode {
                 };
                 portcullis::admin::revoke(&config, what)
                     .await
-                    .map(|n| println!("revoked {n} session(s)"))
+                    .map(|n| out!("revoked {n} session(s)"))
             }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("portcullis sessions: {e}");
+            err!("portcullis sessions: {e}");
             ExitCode::FAILURE
         }
     }

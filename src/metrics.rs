@@ -4,8 +4,8 @@
 //! addresses of pools (not desktops), outcome classes. Never a raw path, user or desktop id.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::OnceLock;
 
@@ -31,6 +31,7 @@ pub struct Metrics {
     pub plugin_errors: IntCounterVec,
     pub limits_exceeded: IntCounterVec,
     pub upstream_cookies_dropped: IntCounterVec,
+    pub log_lines_dropped: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -153,6 +154,10 @@ pub fn metrics() -> &'static Metrics {
                 "portcullis_upstream_cookies_dropped_total",
                 "Upstream Set-Cookie fields dropped because a browser could send them back as one of the proxy's cookies, by route.",
                 &["route"]
+            )),
+            log_lines_dropped: ok(register_int_counter!(
+                "portcullis_log_lines_dropped_total",
+                "Log lines dropped because the log sink refused them (a full disk, a closed pipe)."
             )),
         }
     })

@@ -54,6 +54,10 @@ impl Probes {
                     .map_or(-1, |n| n as i64),
             );
         }
+        // The sink counts in a leaf atomic; the counter catches up at each scrape.
+        let dropped = crate::logging::dropped_lines();
+        m.log_lines_dropped
+            .inc_by(dropped.saturating_sub(m.log_lines_dropped.get()));
         let mut out = Vec::new();
         let encoder = prometheus::TextEncoder::new();
         if let Err(e) = prometheus::Encoder::encode(&encoder, &prometheus::gather(), &mut out) {

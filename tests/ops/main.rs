@@ -4,6 +4,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod full_disk;
+
 use serde_json::Value;
 use std::time::Duration;
 use support::oidc::{Browser, Options, Stack};

@@ -34,6 +34,8 @@ pub struct Options<'a> {
     pub idp: IdpConfig,
     /// Serve the proxy over TLS at `https://localhost:PORT`, certified by this CA.
     pub tls: Option<&'a super::pki::TestCa>,
+    /// Where the proxy's log goes instead of its log file (e.g. `/dev/full`).
+    pub log_sink: Option<&'a std::path::Path>,
 }
 
 pub const DEFAULT_ROUTES: &str = r#"
@@ -53,6 +55,7 @@ impl Default for Options<'_> {
             extra: "",
             idp: IdpConfig::default(),
             tls: None,
+            log_sink: None,
         }
     }
 }
@@ -103,7 +106,7 @@ impl Stack {
             "upstreams:\n  app: {{ backends: [\"{}\"] }}\ndesktops:\n  d-alice: {{ backend: \"{}\", owner: alice }}\n  d-bob: {{ backend: \"{}\", owner: bob }}\n",
             upstream.addr, desktop.addr, desktop.addr
         );
-        let proxy = Proxy::start_on(port, &body, &upstreams, ENV).await;
+        let proxy = Proxy::start_logging_to(port, &body, &upstreams, ENV, options.log_sink).await;
         Stack {
             idp,
             proxy,

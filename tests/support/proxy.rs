@@ -43,6 +43,18 @@ impl Proxy {
     /// On a given port (when a peer must know our URL first, e.g. the identity provider),
     /// with extra environment variables.
     pub async fn start_on(port: u16, body: &str, upstreams: &str, env: &[(&str, &str)]) -> Proxy {
+        Self::start_logging_to(port, body, upstreams, env, None).await
+    }
+
+    /// As `start_on`, with the proxy's stderr (its log) sent to `sink` (e.g. `/dev/full`, a
+    /// disk that refuses every write) instead of `portcullis.log`.
+    pub async fn start_logging_to(
+        port: u16,
+        body: &str,
+        upstreams: &str,
+        env: &[(&str, &str)],
+        sink: Option<&std::path::Path>,
+    ) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let server = if body.contains("server:") {
             ""
@@ -68,7 +80,11 @@ impl Proxy {
         let config = format!("{listen}upstreams_file: upstreams.yaml\n{metrics}{server}{body}");
         std::fs::write(dir.path().join("portcullis.yaml"), config).expect("write config");
         std::fs::write(dir.path().join("upstreams.yaml"), upstreams).expect("write upstreams");
-        let log = std::fs::File::create(dir.path().join("portcullis.log")).expect("log file");
+        let log = match sink {
+            Some(sink) => std::fs::OpenOptions::new().write(true).open(sink),
+            None => std::fs::File::create(dir.path().join("portcullis.log")),
+        }
+        .expect("log file");
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(dir.path().join("portcullis.yaml"))

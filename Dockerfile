@@ -42,7 +42,7 @@ FROM debian:bookworm-slim
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 # A fixed numeric id, so that `USER` below is numeric and Kubernetes' runAsNonRoot can check it.
 RUN groupadd --system --gid 10001 portcullis \

@@ -23,7 +23,12 @@ trap 'rm -rf "$work"' EXIT
 
 if ! "${P[@]}" image exists docker.io/library/debian:bookworm-slim; then
   echo "== base image debian:bookworm-slim (mmdebstrap)"
-  mmdebstrap --quiet --variant=minbase bookworm "$work/slim.tar"
+  # Slim as the official image is: no apt lists or caches, no documentation.
+  mmdebstrap --quiet --variant=minbase \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+    bookworm "$work/slim.tar"
   "${P[@]}" import --quiet "$work/slim.tar" docker.io/library/debian:bookworm-slim >/dev/null
   rm -f "$work/slim.tar"
 fi
@@ -56,7 +61,9 @@ started=$(date +%s)
   -t "$IMAGE" . >/dev/null
 echo "built in $(( $(date +%s) - started )) s; size $(( $("${P[@]}" image inspect --format '{{.Size}}' "$IMAGE") / 1048576 )) MiB"
 
-run=("${P[@]}" run --rm --network=host --ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
+# Explicit limits: runc here cannot inherit the host's (rlimits cannot be raised inside).
+limits=(--ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
+run=("${P[@]}" run --rm --network=host "${limits[@]}")
 fail() { echo "image-test: $*" >&2; exit 1; }
 
 echo "== runs as non-root"
@@ -64,7 +71,7 @@ echo "== runs as non-root"
 
 echo "== no compiler, no source, no secret"
 leftovers="$("${run[@]}" --entrypoint bash "$IMAGE" -c \
-  'for c in cc gcc rustc cargo git; do command -v $c; done; ls -d /work /usr/src/portcullis 2>/dev/null; grep -rl "PRIVATE KEY" /etc/portcullis /usr/local 2>/dev/null' || true)"
+  'for c in cc gcc rustc cargo git; do command -v $c; done; ls -d /work /usr/src/portcullis 2>/dev/null; grep -rlI "PRIVATE KEY" /etc/portcullis /usr/local 2>/dev/null' || true)"
 [ -z "$leftovers" ] || fail "found in the image: $leftovers"
 
 echo "== portcullis check accepts the shipped configs"
@@ -74,7 +81,7 @@ key="$(head -c 32 /dev/urandom | base64)"
 
 echo "== /healthz, /readyz, and SIGTERM within the grace period"
 name="portcullis-image-test-$$"
-"${P[@]}" run -d --name "$name" --network=host "$IMAGE" run --config /etc/portcullis/conf/dev.yaml >/dev/null
+"${P[@]}" run -d --name "$name" --network=host "${limits[@]}" "$IMAGE" run --config /etc/portcullis/conf/dev.yaml >/dev/null
 trap '"${P[@]}" rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:9090/healthz 2>/dev/null && break; sleep 0.1; done
 curl -fsS http://127.0.0.1:9090/healthz >/dev/null || fail "/healthz does not answer"
@@ -91,7 +98,7 @@ echo "stopped in ${took} s, exit 0"
 echo "== a login through the containerised proxy (the browser test's demo target)"
 cat > "$work/portcullis-in-container" <<WRAP
 #!/usr/bin/env bash
-exec ${P[*]} run --rm --init --network=host $IMAGE "\$@"
+exec ${P[*]} run --rm --network=host ${limits[*]} $IMAGE "\$@"
 WRAP
 chmod +x "$work/portcullis-in-container"
 PORTCULLIS_BIN="$work/portcullis-in-container" tests/browser/run.sh --target demo

@@ -179,6 +179,8 @@ async fn callback(
         ends_at: now + settings.max_lifetime.as_secs(),
         last_seen: now,
         refreshed_at: None,
+        refresh_retry_at: None,
+        refresh_failures: 0,
     };
     let session_id = oidc.sessions.create(&data).await.map_err(|e| {
         tracing::warn!(error = %e, "could not store a new session");
@@ -405,8 +407,10 @@ async fn session_refresh(oidc: &Oidc, req: &RequestHeader) -> Result<Reply, Fail
         .or_else(shared)
         .ok_or(Failure::Unauthorized)?;
     let session = stored_session(oidc, cookie).await?;
+    use crate::oidc::refresh::{IF_DUE, REFRESH_MODE};
+    let force = req.headers.get(REFRESH_MODE).map(|v| v.as_bytes()) != Some(IF_DUE.as_bytes());
     let refreshed = oidc
-        .refresh_session(session, true)
+        .refresh_session(session, force)
         .await
         .map_err(|_| Failure::AuthUnavailable)?;
     let session = refreshed.ok_or(Failure::Unauthorized)?;

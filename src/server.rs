@@ -71,12 +71,7 @@ pub fn run(
             if config.session.keys.is_empty() {
                 tracing::warn!("no session.key configured: using a random key, sessions will not survive a restart");
             }
-            Some(Arc::new(Oidc::new(
-                client,
-                session_keys,
-                &config.session,
-                sso,
-            )?))
+            Some(Oidc::new(client, session_keys, &config.session, sso)?)
         }
     };
     let tunnels = Arc::new(Tunnels::default());

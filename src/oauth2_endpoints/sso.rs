@@ -168,7 +168,7 @@ async fn refresh_at_proxy(
     let cookie = oidc.session_cookie(req).ok_or(Failure::Unauthorized)?;
     let session = super::stored_session(oidc, cookie).await?;
     let refreshed = oidc
-        .refresh_at_server(server, cookie, session)
+        .refresh_at_server(server, cookie, session, true)
         .await
         .map_err(|_| Failure::AuthUnavailable)?
         .ok_or(Failure::Unauthorized)?;

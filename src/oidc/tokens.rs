@@ -457,16 +457,22 @@ fn provider_keys<'a>(
     Ok(keys)
 }
 
-fn token_request_error<
-    E: std::error::Error + 'static,
-    T: openidconnect::ErrorResponse + 'static,
->(
-    e: openidconnect::RequestTokenError<E, T>,
+/// Only `invalid_grant` says the grant itself is dead (a revoked or expired refresh token, a
+/// spent code). Anything else — `server_error`, `temporarily_unavailable`, a 5xx page that is
+/// not JSON, a timeout — is the provider failing, and must never end a session.
+fn token_request_error<E: std::error::Error + 'static>(
+    e: openidconnect::RequestTokenError<
+        E,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
 ) -> TokenError {
+    use openidconnect::core::CoreErrorResponseType as Kind;
     match e {
-        openidconnect::RequestTokenError::ServerResponse(r) => TokenError::Refused(r.to_string()),
-        openidconnect::RequestTokenError::Request(r) => TokenError::Unreachable(r.to_string()),
-        other => TokenError::Refused(other.to_string()),
+        openidconnect::RequestTokenError::ServerResponse(r) => match r.error() {
+            Kind::InvalidGrant => TokenError::Refused(r.to_string()),
+            _ => TokenError::Unreachable(r.to_string()),
+        },
+        other => TokenError::Unreachable(other.to_string()),
     }
 }
 

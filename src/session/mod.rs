@@ -46,6 +46,17 @@ pub struct SessionData {
     pub ends_at: u64,
     pub last_seen: u64,
     pub refreshed_at: Option<u64>,
+    /// While the provider cannot be reached: no refresh attempt before this (unix seconds), on
+    /// any replica — the backoff lives with the session so the cluster shares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_retry_at: Option<u64>,
+    /// Failed attempts in a row (the backoff's exponent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refresh_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 pub use crate::clock::now_secs;
 
@@ -378,6 +389,8 @@ mod tests {
             ends_at: now + 3600,
             last_seen: now,
             refreshed_at: None,
+            refresh_retry_at: None,
+            refresh_failures: 0,
         }
     }
 

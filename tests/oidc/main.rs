@@ -9,4 +9,5 @@ mod backchannel;
 mod flow;
 mod fragments;
 mod policy;
+mod refresh_outage;
 mod tunnels;

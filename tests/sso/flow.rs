@@ -157,6 +157,14 @@ async fn an_expiring_token_is_refreshed_once_by_the_server_for_every_proxy() {
         f.a.proxy.log(),
         f.server.proxy.log()
     );
+    // The still-valid token was served; the refresh runs in the background.
+    let refreshed = crate::support::eventually(Duration::from_secs(5), || async {
+        f.idp.counters().refresh_requests >= 1
+    })
+    .await;
+    assert!(refreshed, "refreshed at the server");
+    let (a, b) = tokio::join!(browser.status_of(&at_a), browser.status_of(&at_b));
+    assert_eq!((a, b), (200, 200));
     assert_eq!(
         f.idp.counters().refresh_requests,
         1,

@@ -270,6 +270,8 @@ async fn a_users_repeated_logins_leave_other_users_sessions_loadable() {
             ends_at: now + 3600,
             last_seen: now,
             refreshed_at: None,
+            refresh_retry_at: None,
+            refresh_failures: 0,
         }
     };
     let alice = sessions.create(&data("alice")).await.unwrap();

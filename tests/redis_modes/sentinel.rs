@@ -101,3 +101,68 @@ async fn the_store_follows_a_failover_to_the_promoted_replica() {
         "resubscribed on the new master"
     );
 }
+
+/// Issue 16, fault 2: the first listed sentinel accepts connections and never answers (SIGSTOP)
+/// when the master dies. The other sentinel promotes the replica, and the store must follow
+/// it: before, master discovery asked the sentinels in turn inside the operation's timeout,
+/// so every operation timed out on the frozen one for as long as it stayed frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_sentinel_does_not_stop_the_store_following_a_failover() {
+    let mut master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]).await;
+    let replica =
+        RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]).await;
+    let linked = eventually(Duration::from_secs(10), || async {
+        replica.info("master_link_status").await.as_deref() == Some("up")
+    })
+    .await;
+    assert!(linked, "the replica never synced with the master");
+    let frozen = RedisSentinel::start("main", master.port).await;
+    let awake = RedisSentinel::start("main", master.port).await;
+    let ready = eventually(Duration::from_secs(10), || {
+        awake.can_promote("main", replica.port)
+    })
+    .await;
+    assert!(ready, "the sentinel never got to know the replica");
+
+    let store = RedisStore::connect(RedisSettings {
+        urls: Vec::new(),
+        sentinel: Some(SentinelSettings {
+            master_name: "main".to_string(),
+            urls: vec![frozen.url(), awake.url()],
+        }),
+        key_prefix: "s:".to_string(),
+        timeout: TIMEOUT,
+        ..RedisSettings::default()
+    })
+    .await
+    .unwrap();
+    store
+        .put("k", vec![1], Duration::from_secs(60), &[])
+        .await
+        .unwrap();
+    let replicated = eventually(Duration::from_secs(5), || async {
+        !replica.dump_all().await.is_empty()
+    })
+    .await;
+    assert!(replicated);
+
+    frozen.pause();
+    master.kill();
+    let died = Instant::now();
+    let usable = eventually(FAILOVER_LIMIT, || async {
+        store.get("k").await.ok().flatten() == Some(vec![1])
+    })
+    .await;
+    assert!(
+        usable,
+        "not usable again {:?} after the master died, with one sentinel frozen",
+        died.elapsed()
+    );
+    assert_eq!(awake.master_port("main").await, Some(replica.port));
+    // Every operation now answers within its timeout, the frozen sentinel notwithstanding.
+    for _ in 0..5 {
+        let (got, took) = timed(store.get("k")).await;
+        assert_eq!(got.ok().flatten(), Some(vec![1]));
+        assert!(took < TIMEOUT, "{took:?}");
+    }
+}

@@ -433,6 +433,17 @@ impl RedisSentinel {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGSTOP: the sentinel keeps accepting connections (the kernel does) and answers nothing.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args(["-STOP", &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -STOP failed");
+        }
+    }
+
     /// The port of the master as this sentinel currently sees it.
     pub async fn master_port(&self, name: &str) -> Option<u16> {
         let mut c = self.connection().await?;

@@ -96,19 +96,15 @@ pub(super) fn build_sentinel(
             "invalid Redis settings: Sentinel without any sentinel URL".to_string(),
         ));
     }
-    let mut node = SentinelNodeConnectionInfo::default();
-    match settings.urls.as_slice() {
-        [] => {}
+    let (master_settings, master_tls) = match settings.urls.as_slice() {
+        [] => (::redis::RedisConnectionInfo::default(), None),
         [master] => {
             let info = parse_url(master, "Redis", secrets)?;
-            node = node.set_redis_connection_info(info.redis_settings().clone());
-            if let ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
-                node = node.set_tls_mode(if *insecure {
-                    TlsMode::Insecure
-                } else {
-                    TlsMode::Secure
-                });
-            }
+            let tls = match info.addr() {
+                ConnectionAddr::TcpTls { insecure, .. } => Some(*insecure),
+                _ => None,
+            };
+            (info.redis_settings().clone(), tls)
         }
         _ => {
             return Err(StoreError::Unavailable(
@@ -117,29 +113,25 @@ pub(super) fn build_sentinel(
                     .to_string(),
             ))
         }
-    }
+    };
     let endpoints = format!(
         "sentinel {} via {}",
         sentinel.master_name,
         describe(&sentinels)
     );
-    let client = SentinelClient::build(
-        sentinels,
-        sentinel.master_name.clone(),
-        Some(node),
-        SentinelServerType::Master,
-    )
-    .map_err(|e| {
-        StoreError::Unavailable(scrub(secrets, &format!("invalid Sentinel settings: {e}")))
-    })?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
     Ok((
         Backend::Sentinel {
-            sentinel: Mutex::new(client),
+            sentinels: super::sentinel::Sentinels {
+                sentinels,
+                master_name: sentinel.master_name.clone(),
+                master_settings,
+                master_tls,
+                config,
+            },
             conn: Lazy::new(),
-            config,
         },
         endpoints,
     ))

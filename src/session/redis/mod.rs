@@ -65,10 +65,9 @@ use ::redis::aio::{
 };
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    Pipeline, RedisError, RedisFuture, RedisResult, Script, TlsMode, Value,
+    Pipeline, RedisError, RedisFuture, RedisResult, Script, Value,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -84,6 +83,7 @@ mod conn;
 mod connect;
 mod ops;
 mod pubsub;
+mod sentinel;
 
 use conn::*;
 pub(in crate::session) use connect::redact_url;
@@ -167,9 +167,8 @@ enum Backend {
         next_node: AtomicUsize,
     },
     Sentinel {
-        sentinel: Mutex<SentinelClient>,
+        sentinels: sentinel::Sentinels,
         conn: Lazy<MultiplexedConnection>,
-        config: AsyncConnectionConfig,
     },
 }
 

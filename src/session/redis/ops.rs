@@ -87,18 +87,9 @@ impl Inner {
                 let (generation, c) = conn.get(|| client.get_async_connection()).await?;
                 Ok((generation, Conn::Cluster(c)))
             }
-            Backend::Sentinel {
-                sentinel,
-                conn,
-                config,
-            } => {
+            Backend::Sentinel { sentinels, conn } => {
                 let (generation, c) = conn
-                    .get(|| async {
-                        let master = sentinel.lock().await.async_get_client().await?;
-                        master
-                            .get_multiplexed_async_connection_with_config(config)
-                            .await
-                    })
+                    .get(|| async { sentinels.master().await.map(|(_, c)| c) })
                     .await?;
                 Ok((generation, Conn::Multiplexed(c)))
             }
@@ -205,10 +196,8 @@ impl Inner {
                     }
                 }
             }
-            Backend::Sentinel { sentinel, .. } => {
-                let master = self
-                    .bounded(async { sentinel.lock().await.async_get_client().await })
-                    .await?;
+            Backend::Sentinel { sentinels, .. } => {
+                let (master, _) = self.bounded(sentinels.master()).await?;
                 self.bounded(master.get_async_pubsub()).await?
             }
         };

@@ -124,13 +124,13 @@ pub(super) fn build_sentinel(
         .set_response_timeout(Some(timeout));
     Ok((
         Backend::Sentinel {
-            sentinels: super::sentinel::Sentinels {
+            sentinels: Box::new(super::sentinel::Sentinels {
                 sentinels,
                 master_name: sentinel.master_name.clone(),
                 master_settings,
                 master_tls,
                 config,
-            },
+            }),
             conn: Lazy::new(),
         },
         endpoints,

@@ -167,7 +167,7 @@ enum Backend {
         next_node: AtomicUsize,
     },
     Sentinel {
-        sentinels: sentinel::Sentinels,
+        sentinels: Box<sentinel::Sentinels>,
         conn: Lazy<MultiplexedConnection>,
     },
 }

@@ -69,7 +69,7 @@ pub(super) fn build_direct(
                 .map_err(config_error)?;
             Ok((
                 Backend::Cluster {
-                    client,
+                    client: Box::new(client),
                     conn: Lazy::new(),
                     nodes,
                     next_node: AtomicUsize::new(0),

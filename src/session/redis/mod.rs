@@ -159,7 +159,7 @@ enum Backend {
         client: Client,
     },
     Cluster {
-        client: ClusterClient,
+        client: Box<ClusterClient>,
         conn: Lazy<ClusterConnection>,
         /// One client per seed node, for the pub/sub connection: a classic PUBLISH reaches
         /// every node of a cluster, so subscribing on any one of them is enough.

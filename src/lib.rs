@@ -15,6 +15,7 @@ pub mod conn_limits;
 pub mod demo;
 pub mod dispatch;
 pub mod downstream;
+pub mod fd_limit;
 pub mod forward_auth;
 pub mod forwarding;
 #[cfg(test)]

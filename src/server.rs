@@ -89,7 +89,7 @@ pub fn run(
     let limits = ClientLimits::from_settings(&config.server);
     // One for every client listener, redirect listeners included: the total cap is per process.
     let caps = ConnectionCaps::new(
-        config.server.max_connections,
+        connection_cap(config.server.max_connections),
         config.server.max_connections_per_client,
     );
     let server_conf = server.configuration.clone();
@@ -237,4 +237,27 @@ fn server_conf(config: &Config) -> ServerConf {
         }),
         ..ServerConf::default()
     }
+}
+
+/// `max_connections`, lowered (with a warning) to what the descriptor limit can serve.
+fn connection_cap(configured: usize) -> usize {
+    let limit = match crate::fd_limit::raise() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the file descriptor limit");
+            return configured;
+        }
+    };
+    let fits = crate::fd_limit::connection_cap(limit);
+    if configured > fits {
+        tracing::warn!(
+            max_connections = configured,
+            lowered_to = fits,
+            nofile = limit,
+            "max_connections lowered to what the file descriptor limit serves; raise the limit \
+             (ulimit -n, systemd LimitNOFILE) to allow more"
+        );
+        return fits;
+    }
+    configured
 }

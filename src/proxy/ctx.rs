@@ -38,6 +38,8 @@ pub struct Ctx {
     pub(super) canonical: Canonical,
     /// When the backend was chosen, for the upstream latency histogram.
     pub(super) upstream_started: Option<Instant>,
+    /// The request reached the upstream phase (a backend was asked for).
+    pub(super) proxying: bool,
     _in_flight: InFlight,
 }
 
@@ -56,6 +58,7 @@ impl Ctx {
             auth: None,
             tunnel: None,
             upstream_started: None,
+            proxying: false,
             hsts: None,
             canonical: Canonical::default(),
             body_bytes: 0,

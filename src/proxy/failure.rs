@@ -6,7 +6,10 @@ use crate::pages::{self, Failure};
 use pingora::proxy::{FailToProxy, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
-/// Writes the error page (unless a response is already under way) and closes the connection.
+/// Writes the error page (unless a response is already under way). The connection stays open
+/// for the next request when the page ends the exchange cleanly — the request was read whole
+/// and the failure was not the client's; otherwise the page says `Connection: close` and the
+/// connection closes, so a client never waits on a keep-alive the proxy will not honour.
 pub(super) async fn answer(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
     let failure = ctx.failure.or_else(|| failure_of(e));
     let Some(failure) = failure else {
@@ -17,14 +20,25 @@ pub(super) async fn answer(session: &mut Session, e: &Error, ctx: &mut Ctx) -> F
         };
     };
     ctx.failure = Some(failure);
+    // Pingora 0.9 closes the client connection after a failed upstream attempt whatever
+    // this answers (`process_request` ignores `can_reuse_downstream`).
+    let mut reuse =
+        !ctx.proxying && e.esource() != &ErrorSource::Downstream && session.is_body_done();
     if session.response_written().is_none() {
+        if !reuse {
+            session.set_keepalive(None);
+        }
         if let Err(write_err) = pages::respond(session, failure, &ctx.envelope()).await {
             tracing::debug!(request_id = %ctx.request_id, error = %write_err, "could not write error page");
+            reuse = false;
         }
+    } else {
+        // A response was under way: its end is lost, and so is the connection.
+        reuse = false;
     }
     FailToProxy {
         error_code: failure.status(),
-        can_reuse_downstream: false,
+        can_reuse_downstream: reuse,
     }
 }
 

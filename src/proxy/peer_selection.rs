@@ -13,6 +13,7 @@ use std::time::Instant;
 /// The peer for the target `request_filter` chose: the desktop's own, or a pool backend not
 /// tried yet (by the pool's hash key).
 pub(super) fn select(session: &Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
+    ctx.proxying = true;
     let (Some(runtime), Some(route), Some(target)) = (&ctx.runtime, ctx.route, &ctx.target) else {
         return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
     };

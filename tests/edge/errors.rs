@@ -208,3 +208,131 @@ async fn mangled_requests_get_clean_answers() {
     assert_eq!(resp.status(), 200);
     assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
 }
+
+/// One response read off a kept-alive connection: status, whether it said `Connection:
+/// close`, and whether the connection then answered a second request.
+async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, bool, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("send");
+    async fn read_one(stream: &mut tokio::net::TcpStream) -> Option<(u16, bool)> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some((status, head.contains("\r\nconnection: close")))
+    }
+    let limit = Duration::from_secs(5);
+    let (status, says_close) = tokio::time::timeout(limit, read_one(&mut stream))
+        .await
+        .ok()
+        .flatten()
+        .expect("a first answer");
+    let second = b"GET /public/ok HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let answered = stream.write_all(second).await.is_ok()
+        && matches!(
+            tokio::time::timeout(limit, read_one(&mut stream)).await,
+            Ok(Some((200, _)))
+        );
+    (status, says_close, answered)
+}
+
+/// Issue 16, fault 5: the proxy's own answers said `Connection: keep-alive` and then closed
+/// the connection (every 502/503/504 page). Whatever the answer, what it says about the
+/// connection is what happens to it.
+#[tokio::test]
+async fn every_answer_keeps_the_connection_exactly_when_it_says_so() {
+    let slow = EchoUpstream::start("slow").await;
+    let ok = EchoUpstream::start("ok").await;
+    let closed_port = free_port();
+    let proxy = Proxy::start(
+        r#"
+server:
+  threads: 2
+  max_request_header_size: 4KiB
+routes:
+  - { prefix: /public/, upstream: ok }
+  - { prefix: /small/, upstream: ok, max_body: 10 }
+  - { prefix: /dead/, upstream: dead }
+  - { prefix: /slow, upstream: slow, timeouts: { read: 300ms } }
+"#,
+        &format!(
+            "upstreams:\n  ok: {{ backends: [\"{}\"] }}\n  dead: {{ backends: [\"127.0.0.1:{closed_port}\"] }}\n  slow: {{ backends: [\"{}\"] }}\n",
+            ok.addr, slow.addr
+        ),
+    )
+    .await;
+    let huge = "a".repeat(8 * 1024);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "proxied",
+            b"GET /public/x HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            200,
+        ),
+        (
+            "no route",
+            b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            404,
+        ),
+        (
+            "bad path",
+            b"GET /%zz HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "dead upstream",
+            b"GET /dead/x HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            502,
+        ),
+        (
+            "slow upstream",
+            b"GET /slow?ms=2000 HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            504,
+        ),
+        (
+            "body too large",
+            b"POST /small/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n"
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(b'x', 100))
+                .collect(),
+            413,
+        ),
+        (
+            "head too large",
+            format!("GET /public/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {huge}\r\n\r\n")
+                .into_bytes(),
+            431,
+        ),
+    ];
+    for (what, request, expected) in cases {
+        let (status, says_close, answered) = exchange(proxy.addr, &request).await;
+        assert_eq!(status, expected, "{what}");
+        assert_eq!(
+            answered, !says_close,
+            "{what}: said close = {says_close}, answered a second request = {answered}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod descriptors;
 mod full_disk;
 
 use serde_json::Value;

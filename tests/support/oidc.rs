@@ -106,7 +106,11 @@ impl Stack {
             "upstreams:\n  app: {{ backends: [\"{}\"] }}\ndesktops:\n  d-alice: {{ backend: \"{}\", owner: alice }}\n  d-bob: {{ backend: \"{}\", owner: bob }}\n",
             upstream.addr, desktop.addr, desktop.addr
         );
-        let proxy = Proxy::start_logging_to(port, &body, &upstreams, ENV, options.log_sink).await;
+        let tweaks = super::proxy::Tweaks {
+            log_sink: options.log_sink,
+            nofile: None,
+        };
+        let proxy = Proxy::start_tweaked(port, &body, &upstreams, ENV, tweaks).await;
         Stack {
             idp,
             proxy,

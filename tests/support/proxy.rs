@@ -25,6 +25,16 @@ pub fn check(config: &str, upstreams: &str) -> (bool, String) {
     )
 }
 
+/// What a test changes around the proxy's process.
+#[derive(Default, Clone, Copy)]
+pub struct Tweaks<'a> {
+    /// Where its stderr (the log) goes instead of `portcullis.log`, e.g. `/dev/full`: a disk
+    /// that refuses every write.
+    pub log_sink: Option<&'a std::path::Path>,
+    /// Its file descriptor limit (soft and hard).
+    pub nofile: Option<u64>,
+}
+
 pub struct Proxy {
     pub addr: SocketAddr,
     /// The operations listener (`/metrics`, `/healthz`, `/readyz`), unless the test set its own.
@@ -43,18 +53,18 @@ impl Proxy {
     /// On a given port (when a peer must know our URL first, e.g. the identity provider),
     /// with extra environment variables.
     pub async fn start_on(port: u16, body: &str, upstreams: &str, env: &[(&str, &str)]) -> Proxy {
-        Self::start_logging_to(port, body, upstreams, env, None).await
+        Self::start_tweaked(port, body, upstreams, env, Tweaks::default()).await
     }
 
-    /// As `start_on`, with the proxy's stderr (its log) sent to `sink` (e.g. `/dev/full`, a
-    /// disk that refuses every write) instead of `portcullis.log`.
-    pub async fn start_logging_to(
+    /// As `start_on`, with the process's surroundings changed (see `Tweaks`).
+    pub async fn start_tweaked(
         port: u16,
         body: &str,
         upstreams: &str,
         env: &[(&str, &str)],
-        sink: Option<&std::path::Path>,
+        tweaks: Tweaks<'_>,
     ) -> Proxy {
+        let sink = tweaks.log_sink;
         let dir = tempfile::tempdir().expect("temp dir");
         let server = if body.contains("server:") {
             ""
@@ -85,7 +95,25 @@ impl Proxy {
             None => std::fs::File::create(dir.path().join("portcullis.log")),
         }
         .expect("log file");
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(nofile) = tweaks.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .args(["run", "--config"])
             .arg(dir.path().join("portcullis.yaml"))
             .env("PORTCULLIS_LOG", "info")

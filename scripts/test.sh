@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
+# pip --user puts kubernetes-validate here, which a fresh shell need not have on its PATH.
+PATH="$(python3 -m site --user-base)/bin:$PATH"
+export PATH
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

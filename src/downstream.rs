@@ -17,6 +17,7 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -75,6 +76,28 @@ pub struct Downstream {
     proxy: Arc<HttpProxy<EdgeProxy>>,
     limits: ClientLimits,
     caps: Arc<ConnectionCaps>,
+    /// HTTP/1.x connections still on their first exchange (see `cleanup`).
+    first_exchanges: Arc<AtomicUsize>,
+}
+
+/// At shutdown, how long connections on their first exchange may still take to send their
+/// request (at most `request_header_timeout`).
+const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
+
+/// Counts a connection until its first exchange is over.
+struct FirstExchange(Arc<AtomicUsize>);
+
+impl FirstExchange {
+    fn start(count: &Arc<AtomicUsize>) -> FirstExchange {
+        count.fetch_add(1, Ordering::AcqRel);
+        FirstExchange(count.clone())
+    }
+}
+
+impl Drop for FirstExchange {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Downstream {
@@ -95,6 +118,7 @@ impl Downstream {
             proxy: Arc::new(proxy),
             limits,
             caps,
+            first_exchanges: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -107,6 +131,7 @@ impl Downstream {
         let clock = HeadClock::new();
         let stream: Stream = Box::new(HeadDeadline::new(stream, clock.clone(), self.limits.head()));
         let mut session = ServerSession::new_http1(stream);
+        let mut first = Some(FirstExchange::start(&self.first_exchanges));
         loop {
             if *shutdown.borrow() {
                 session.set_keepalive(None);
@@ -116,8 +141,9 @@ impl Downstream {
             clock.await_head();
             // The proxy marks the head read through this (`ProxyHttp::on_connection_reuse`).
             session.set_connection_user_context(Some(Box::new(clock.clone())));
-            let reused = self.proxy.process_new_http(session, shutdown).await?;
-            let (stream, settings) = reused.consume();
+            let reused = self.proxy.process_new_http(session, shutdown).await;
+            drop(first.take());
+            let (stream, settings) = reused?.consume();
             session = ServerSession::new_http1(stream);
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
@@ -149,7 +175,19 @@ impl ServerApp for Downstream {
         self.serve_http1(stream, shutdown).await
     }
 
+    /// The listeners have closed. Pingora's cleanup drops every connection still waiting for
+    /// a request head — right for idle keep-alive connections (clients retry those), wrong for
+    /// one accepted a moment before the signal whose client is sending its first request and
+    /// would get nothing back. Those get a little time first (each answered `Connection:
+    /// close`, since shutdown has begun).
     async fn cleanup(&self) {
+        let wait = FIRST_REQUEST_WAIT.min(self.limits.request_header_timeout);
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.first_exchanges.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.proxy.http_cleanup().await;
     }
 }

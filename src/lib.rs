@@ -47,6 +47,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod session_watch;
+pub mod shutdown;
 pub mod tls;
 pub mod tunnels;
 pub mod upstreams;

@@ -16,6 +16,7 @@ pub struct Probes {
     pub runtime: SharedSnapshot,
     pub oidc: Option<Arc<Oidc>>,
     pub tunnels: Arc<Tunnels>,
+    pub draining: crate::shutdown::Draining,
 }
 
 /// A readiness probe must answer well within Kubernetes' default 1 s timeout.
@@ -69,6 +70,10 @@ impl Probes {
     async fn readiness(&self) -> (bool, serde_json::Value) {
         let mut checks = serde_json::Map::new();
         checks.insert("config".into(), "ok".into());
+        if self.draining.is_draining() {
+            // Out of the load balancer first, before the listeners close.
+            checks.insert("shutdown".into(), "draining".into());
+        }
         if let Some(oidc) = &self.oidc {
             let provider = if oidc.provider.is_ready() {
                 "ok"

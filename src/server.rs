@@ -165,11 +165,13 @@ pub fn run(
             },
         ));
     }
+    let draining = crate::shutdown::Draining::default();
     if let Some(address) = config.metrics {
         let probes = Probes {
             runtime: runtime.clone(),
             oidc: oidc.clone(),
             tunnels: tunnels.clone(),
+            draining: draining.clone(),
         };
         let mut listener = Service::new(
             "metrics".to_string(),
@@ -188,7 +190,15 @@ pub fn run(
         desktops = config.upstreams.desktops.len(),
         "portcullis starting"
     );
-    server.run_forever()
+    let shutdown = crate::shutdown::Shutdown {
+        draining,
+        delay: config.server.shutdown_delay,
+        listeners: config.listeners.iter().map(|l| l.address).collect(),
+    };
+    server.run(pingora::server::RunArgs {
+        shutdown_signal: Box::new(shutdown),
+    });
+    std::process::exit(0)
 }
 
 /// Pingora gives every accepted connection a 64 KiB read buffer, zeroed at accept: most of what

@@ -45,6 +45,7 @@ pub struct Config {
 pub struct ServerSettings {
     pub threads: usize,
     pub work_stealing: bool,
+    pub shutdown_delay: Duration,
     pub grace_period: Duration,
     pub graceful_shutdown_timeout: Duration,
     pub upstream_keepalive_pool_size: usize,

@@ -182,10 +182,13 @@ pub struct ServerSection {
     /// Worker threads of the proxy service (Pingora's `threads`).
     pub threads: Option<Spanned<usize>>,
     pub work_stealing: Option<bool>,
-    /// How long a graceful upgrade or SIGTERM waits before it stops accepting (Pingora's
-    /// `grace_period_seconds`).
+    /// After SIGTERM, how long the proxy keeps accepting and serving while `/readyz` answers
+    /// 503, so that load balancers stop sending before the listeners close.
+    pub shutdown_delay: Option<Text>,
+    /// Once the proxy stops accepting, how long in-flight requests and tunnels get before the
+    /// runtimes shut down (Pingora's `grace_period_seconds`).
     pub grace_period: Option<Text>,
-    /// How long in-flight requests get to finish after the grace period.
+    /// How long the runtimes get to finish their tasks after the grace period.
     pub graceful_shutdown_timeout: Option<Text>,
     pub upstream_keepalive_pool_size: Option<usize>,
     pub pid_file: Option<String>,

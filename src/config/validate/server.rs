@@ -39,6 +39,7 @@ impl Validator<'_> {
         ServerSettings {
             threads,
             work_stealing: s.work_stealing.unwrap_or(true),
+            shutdown_delay: self.duration(&s.shutdown_delay, Duration::ZERO),
             grace_period: self.duration(&s.grace_period, Duration::from_secs(5)),
             graceful_shutdown_timeout: self
                 .duration(&s.graceful_shutdown_timeout, Duration::from_secs(10)),

@@ -341,9 +341,14 @@ fn payload(jwt: &str) -> Result<Map<String, Value>, TokenError> {
         .map_err(|_| TokenError::InvalidIdToken("payload is not a JSON object".into()))
 }
 
-/// Header values must not be able to smuggle a second header or split a list.
+/// Header values must not be able to smuggle a second header, split a list, or read as
+/// another value: a field value's surrounding whitespace is not part of it (RFC 9110 §5.5), so
+/// an upstream reads ` alice` as `alice` and the group ` staff` in a list as `staff`.
 fn header_safe(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && s.chars().all(|c| !c.is_control() && c != ',')
+    !s.is_empty()
+        && s.len() <= 256
+        && s.trim() == s
+        && s.chars().all(|c| !c.is_control() && c != ',')
 }
 
 pub fn identity_from_claims(

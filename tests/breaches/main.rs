@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod advisories;
 mod cookies;
 mod hosts_headers;
 mod logout_csrf;

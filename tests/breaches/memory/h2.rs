@@ -16,13 +16,18 @@ struct TlsEdge {
 }
 
 async fn tls_edge() -> TlsEdge {
+    tls_edge_with("").await
+}
+
+/// `server_extra`: more lines under `server:` (indented by two spaces).
+async fn tls_edge_with(server_extra: &str) -> TlsEdge {
     let upstream = EchoUpstream::start("app").await;
     let ca = TestCa::new();
     let dir = tempfile::tempdir().unwrap().keep();
     ca.issue(&dir, "work", &["work.test"]);
     let (tls_port, plain_port) = (free_port(), free_port());
     let body = format!(
-        "server:\n  threads: 2\nlisten:\n  - address: \"127.0.0.1:{tls_port}\"\n    tls: \
+        "server:\n  threads: 2\n{server_extra}listen:\n  - address: \"127.0.0.1:{tls_port}\"\n    tls: \
          {{ cert: \"{d}/work.crt\", key: \"{d}/work.key\" }}\n  - address: \"127.0.0.1:{plain_port}\"\n\
          routes:\n  - {{ prefix: /, upstream: app }}\n",
         d = dir.display()
@@ -185,4 +190,53 @@ async fn an_h2_head_with_many_fields_just_under_the_limit_is_served_and_one_over
         .unwrap();
     assert_eq!(over.status(), 431);
     assert_eq!(c.get(e.url("/x")).send().await.unwrap().status(), 200);
+}
+
+/// Slowloris over h2: a header block trickled one CONTINUATION at a time never completes a
+/// stream, so the connection counts as idle and closes after `keepalive_timeout` — the bound
+/// `request_header_timeout` gives HTTP/1 heads — however steadily the frames come.
+#[tokio::test]
+async fn an_h2_header_block_trickled_forever_is_closed_after_the_idle_timeout() {
+    const HEADERS: u8 = 0x1;
+    const CONTINUATION: u8 = 0x9;
+    const SETTINGS: u8 = 0x4;
+    let e = tls_edge_with("  keepalive_timeout: 1s\n").await;
+    let tls = e.connect_h2().await;
+    let (mut rx, mut tx) = tokio::io::split(tls);
+    let closed = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = rx.read_to_end(&mut sink).await;
+        std::time::Instant::now()
+    });
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    start.extend(h2_frame(HEADERS, 0, 1, &[0x82, 0x87, 0x84]));
+    tx.write_all(&start).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut n = 0u32;
+    // A small field every 200 ms, for up to 20 s.
+    while started.elapsed() < Duration::from_secs(20) && !closed.is_finished() {
+        let name = format!("x-slow-{n}");
+        let mut field = vec![0x00, name.len() as u8];
+        field.extend_from_slice(name.as_bytes());
+        field.extend_from_slice(&[1, b'v']);
+        if tx
+            .write_all(&h2_frame(CONTINUATION, 0, 1, &field))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let at = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the proxy closed the connection")
+        .unwrap();
+    let held = at.duration_since(started);
+    assert!(
+        held < Duration::from_secs(10),
+        "a trickled h2 header block held the connection for {held:?}"
+    );
 }

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 /// Refresh when the access token has less than this left, so it does not expire in flight.
 const REFRESH_MARGIN_SECS: u64 = 30;
-/// The refresh lock outlives a slow token endpoint (10 s client timeout) but not much more, so
-/// a replica that died holding it does not block the session for long.
-const REFRESH_LOCK_TTL: Duration = Duration::from_secs(15);
+use crate::session::{write_lock, WRITE_LOCK_TTL as REFRESH_LOCK_TTL};
 /// How long a request waits for another replica's refresh before giving up with 503.
 const REFRESH_WAIT: Duration = Duration::from_secs(12);
 const REFRESH_POLL: Duration = Duration::from_millis(25);
@@ -119,7 +117,7 @@ impl Oidc {
     /// Refreshes unless another replica is doing it (then its result will do).
     async fn refresh_if_free(&self, session: UserSession) -> Result<(), AuthError> {
         let handle = session.handle();
-        let lock_name = format!("refresh:{}", handle.key);
+        let lock_name = write_lock(&handle.key);
         let store = self.sessions.store();
         let Some(token) = store.try_lock(&lock_name, REFRESH_LOCK_TTL).await? else {
             return Ok(());
@@ -148,7 +146,7 @@ impl Oidc {
         };
         let result = async {
             let _local = local.lock().await;
-            let lock_name = format!("refresh:{}", handle.key);
+            let lock_name = write_lock(&handle.key);
             let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
             loop {
                 if let Some(token) = self

@@ -60,6 +60,16 @@ fn is_zero(n: &u32) -> bool {
 }
 pub use crate::clock::now_secs;
 
+/// The lock every rewrite of a stored session takes (token refresh, activity mark), so that no
+/// writer saves a copy older than another's. The name predates the activity mark taking it.
+pub fn write_lock(key: &str) -> String {
+    format!("refresh:{key}")
+}
+
+/// Outlives a slow token endpoint (10 s client timeout) but not much more, so a replica that
+/// died holding it does not block the session for long.
+pub const WRITE_LOCK_TTL: Duration = Duration::from_secs(15);
+
 /// A live session, with what it takes to read and rewrite it.
 #[derive(Clone)]
 pub struct UserSession {
@@ -250,14 +260,33 @@ impl Sessions {
 
     /// Marks the session as used; written at most once a minute (or a tenth of the inactivity
     /// timeout) so that every request does not cost a store write.
+    ///
+    /// The mark is written onto the freshest stored copy under the session's write lock, never
+    /// onto the request's copy: that copy may be older than a refresh another task or replica
+    /// has saved meanwhile, and writing it back would restore a spent refresh token — the
+    /// provider would then refuse the next refresh and end the session. While the lock is
+    /// held, the holder is writing the session (and the mark) itself.
     pub async fn touch(&self, session: &mut UserSession) -> Result<(), StoreError> {
         let now = now_secs();
         let step = (self.settings.inactivity_timeout.as_secs() / 10).clamp(1, 60);
-        if now.saturating_sub(session.data.last_seen) >= step {
-            session.data.last_seen = now;
-            self.save(session).await?;
+        if now.saturating_sub(session.data.last_seen) < step {
+            return Ok(());
         }
-        Ok(())
+        let lock = write_lock(&session.key);
+        let Some(token) = self.store.try_lock(&lock, WRITE_LOCK_TTL).await? else {
+            return Ok(());
+        };
+        let written = async {
+            if let Some(mut fresh) = self.load_handle(&session.handle(), false).await? {
+                fresh.data.last_seen = now;
+                self.save(&fresh).await?;
+                *session = fresh;
+            }
+            Ok(())
+        }
+        .await;
+        let _ = self.store.unlock(&lock, &token).await;
+        written
     }
 
     /// Records that `what` (e.g. a login attempt's state) was used; `false` if it already was.

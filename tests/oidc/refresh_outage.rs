@@ -104,3 +104,38 @@ async fn a_provider_error_page_on_refresh_does_not_end_the_session() {
     .await;
     assert!(recovered, "the same session, refreshed after the backoff");
 }
+
+/// Parallel requests on one session while its short tokens are refreshed in the background
+/// and its activity is marked every second: every request is served, as the session's one
+/// identity. (An activity mark written from a request's stale copy would restore a spent
+/// refresh token and end the session at the next refresh; marks are now written onto the
+/// freshest copy under the session's write lock.)
+#[tokio::test]
+async fn activity_marks_never_undo_a_refresh() {
+    let stack = crate::support::oidc::Stack::start_with(crate::support::oidc::Options {
+        session_extra: "  inactivity_timeout: 10s\n",
+        ..Default::default()
+    })
+    .await;
+    stack.idp.set_access_token_ttl(Duration::from_secs(2));
+    let browser = Browser::new();
+    browser.login(&stack, "/").await;
+    let before = stack.idp.counters().refresh_requests;
+    // A page's parallel requests on one session, as a console polling several APIs does.
+    let started = Instant::now();
+    let pages = (0..4).map(|_| async {
+        let mut answers = Vec::new();
+        while started.elapsed() < Duration::from_secs(12) {
+            answers.push((started.elapsed(), get(&browser, &stack).await));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        answers
+    });
+    for answers in futures_util::future::join_all(pages).await {
+        for (at, (status, user)) in answers {
+            assert_eq!((status, user.as_str()), (200, "alice"), "after {at:?}");
+        }
+    }
+    let refreshed = stack.idp.counters().refresh_requests - before;
+    assert!(refreshed >= 3, "refreshed {refreshed} times");
+}

@@ -24,6 +24,7 @@ struct Tally {
     failed: AtomicU64,
     let_in: AtomicU64,
     tunnel_retries: AtomicU64,
+    logged: std::sync::atomic::AtomicBool,
 }
 
 impl Tally {
@@ -131,6 +132,21 @@ async fn tunnels(stack: Arc<Stack>, tally: Arc<Tally>, until: Instant) {
             }
         }
         let Some(mut ws) = opened else {
+            if !tally.logged.swap(true, Ordering::Relaxed) {
+                let log = stack.proxy.log();
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| {
+                        l.contains("refresh")
+                            || l.contains("WARN")
+                            || l.contains("ended")
+                            || l.contains("desktop")
+                    })
+                    .collect();
+                for line in lines.iter().rev().take(30).rev() {
+                    eprintln!("soak-log: {line}");
+                }
+            }
             tally.expect("tunnel opened", false);
             continue;
         };
@@ -210,6 +226,9 @@ async fn a_steady_mixed_load_fails_nothing_and_stays_flat() {
                 access_token_ttl: Duration::from_secs(30),
                 ..IdpConfig::default()
             },
+            // One user logs in over and over here; the per-user cap (32 by default) would
+            // otherwise evict the tunnels' own session, as designed.
+            session_extra: "  max_sessions_per_user: 100000\n",
             ..Options::default()
         })
         .await,

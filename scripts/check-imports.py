@@ -15,9 +15,10 @@ from pathlib import Path
 LAYERS = [
     # Leaves: import nothing from the crate.
     {"clock", "secret", "request", "failure", "oauth2_paths", "plugin_answer", "user", "header_names", "host",
-     "path", "request_id", "fuzz_inputs", "log_throttle"},
+     "path", "request_id", "fuzz_inputs", "log_throttle", "fd_limit"},
     # Shared services that only leaves feed.
-    {"metrics", "pages", "logging", "background", "head_deadline", "conn_limits"},
+    # shutdown: the SIGTERM sequence, read by the probes (draining) and run by the server.
+    {"metrics", "pages", "logging", "background", "head_deadline", "conn_limits", "shutdown"},
     # Components: each owns its spec and its build.
     {"router", "upstreams", "tls", "session", "plugins", "tunnels", "forwarding", "canonical", "forward_auth"},
     {"oidc"},

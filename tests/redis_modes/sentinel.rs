@@ -11,13 +11,10 @@ use std::time::{Duration, Instant};
 /// needs 1 s to call the master down, then a moment to promote; the rest is slack for CI.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(20);
 
-/// The store finds the master through the sentinel. When the master dies, operations fail
-/// within the timeout rather than hang; once the sentinel has promoted the replica, the store
-/// works on it again with the sessions that were replicated, and its subscription is back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_follows_a_failover_to_the_promoted_replica() {
+/// A master and its replica, replication up.
+async fn master_and_replica() -> (RedisServer, RedisServer) {
     // Without this, the master waits 5 s for more replicas before it syncs the first one.
-    let mut master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]).await;
+    let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]).await;
     let replica =
         RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]).await;
     let linked = eventually(Duration::from_secs(10), || async {
@@ -25,26 +22,43 @@ async fn the_store_follows_a_failover_to_the_promoted_replica() {
     })
     .await;
     assert!(linked, "the replica never synced with the master");
-    let sentinel = RedisSentinel::start("main", master.port).await;
-    // A failover with no replica known to the sentinel would never happen.
+    (master, replica)
+}
+
+/// Waits until `sentinel` could promote the replica (a failover needs a replica it knows).
+async fn ready_to_promote(sentinel: &RedisSentinel, replica: &RedisServer) {
     let ready = eventually(Duration::from_secs(10), || {
         sentinel.can_promote("main", replica.port)
     })
     .await;
     assert!(ready, "the sentinel never got to know the replica");
+}
 
-    let store = RedisStore::connect(RedisSettings {
+/// A store finding master `main` through `sentinels`.
+async fn store_via(sentinels: &[&RedisSentinel]) -> RedisStore {
+    RedisStore::connect(RedisSettings {
         urls: Vec::new(),
         sentinel: Some(SentinelSettings {
             master_name: "main".to_string(),
-            urls: vec![sentinel.url()],
+            urls: sentinels.iter().map(|s| s.url()).collect(),
         }),
         key_prefix: "s:".to_string(),
         timeout: TIMEOUT,
         ..RedisSettings::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// The store finds the master through the sentinel. When the master dies, operations fail
+/// within the timeout rather than hang; once the sentinel has promoted the replica, the store
+/// works on it again with the sessions that were replicated, and its subscription is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_follows_a_failover_to_the_promoted_replica() {
+    let (mut master, replica) = master_and_replica().await;
+    let sentinel = RedisSentinel::start("main", master.port).await;
+    ready_to_promote(&sentinel, &replica).await;
+    let store = store_via(&[&sentinel]).await;
     assert!(store.wait_subscribed(Duration::from_secs(5)).await);
     store
         .put("k", vec![1], Duration::from_secs(60), &tags(&["user:a"]))
@@ -108,34 +122,11 @@ async fn the_store_follows_a_failover_to_the_promoted_replica() {
 /// so every operation timed out on the frozen one for as long as it stayed frozen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_sentinel_does_not_stop_the_store_following_a_failover() {
-    let mut master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]).await;
-    let replica =
-        RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]).await;
-    let linked = eventually(Duration::from_secs(10), || async {
-        replica.info("master_link_status").await.as_deref() == Some("up")
-    })
-    .await;
-    assert!(linked, "the replica never synced with the master");
+    let (mut master, replica) = master_and_replica().await;
     let frozen = RedisSentinel::start("main", master.port).await;
     let awake = RedisSentinel::start("main", master.port).await;
-    let ready = eventually(Duration::from_secs(10), || {
-        awake.can_promote("main", replica.port)
-    })
-    .await;
-    assert!(ready, "the sentinel never got to know the replica");
-
-    let store = RedisStore::connect(RedisSettings {
-        urls: Vec::new(),
-        sentinel: Some(SentinelSettings {
-            master_name: "main".to_string(),
-            urls: vec![frozen.url(), awake.url()],
-        }),
-        key_prefix: "s:".to_string(),
-        timeout: TIMEOUT,
-        ..RedisSettings::default()
-    })
-    .await
-    .unwrap();
+    ready_to_promote(&awake, &replica).await;
+    let store = store_via(&[&frozen, &awake]).await;
     store
         .put("k", vec![1], Duration::from_secs(60), &[])
         .await

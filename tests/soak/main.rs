@@ -106,7 +106,8 @@ async fn tunnels(stack: Arc<Stack>, tally: Arc<Tally>, until: Instant) {
         let mut opened = None;
         // A browser reconnects when an upgraded connection drops at once (see
         // `support::ws::open_tunnel`); so does this.
-        for attempt in 0..3 {
+        // Five attempts: over a 30-minute soak the race struck three times in a row once.
+        for attempt in 0..5 {
             let Ok(mut req) = url.clone().into_client_request() else {
                 break;
             };
@@ -127,7 +128,7 @@ async fn tunnels(stack: Arc<Stack>, tally: Arc<Tally>, until: Instant) {
                 }
                 Err(e) => eprintln!("soak: tunnel handshake: {e}"),
             }
-            if attempt < 2 {
+            if attempt < 4 {
                 tally.tunnel_retries.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 
+import { freePort } from '../oidc-provider/ports.mjs';
 import { startProvider } from '../oidc-provider/provider.mjs';
 import { ssoScenario } from './sso.mjs';
 
@@ -68,13 +69,6 @@ function listen(server) {
       resolve(server.address().port);
     });
   });
-}
-
-async function freePort() {
-  const probe = net.createServer();
-  const port = await new Promise((resolve) => probe.listen(0, HOST, () => resolve(probe.address().port)));
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 function spawnTracked(bin, args, options) {

@@ -26,6 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { freePort } from './ports.mjs';
 import {
   escapeHtml, page, readBody, startProvider,
 } from './provider.mjs';
@@ -131,19 +132,6 @@ function listen(server, port = 0) {
     });
   });
 }
-
-// A port for a process we cannot hand a listening socket to: bind 0, close.
-async function freePort() {
-  const probe = net.createServer();
-  const port = await new Promise((resolve, reject) => {
-    probe.once('error', reject);
-    probe.listen(0, HOST, () => resolve(probe.address().port));
-  });
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-
 
 function unescapeHtml(value) {
   return value

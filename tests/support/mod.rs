@@ -23,21 +23,33 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 /// A port that was free a moment ago. Only for processes we cannot hand a bound socket to.
-/// Never the same port twice in one test process: the kernel may hand a just-released port out
-/// again at once, and a proxy's main and metrics ports picked back to back then collide.
+/// Picked below the kernel's ephemeral range: a port from `bind(:0)` (our test servers) or from
+/// an outgoing `connect()` is always inside that range, so nothing else in the suite can take a
+/// port between our pick and the child's bind (an in-process provider once took the port a
+/// proxy was about to bind, and the test talked plain HTTP to the provider). Never the same port
+/// twice in one test process; other test processes pick at random from ~20,000 ports.
 pub fn free_port() -> u16 {
+    use rand::Rng;
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let below = ephemeral_low().clamp(12_000, 65_535);
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("no free port on loopback");
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
+    let mut rng = rand::rng();
+    for _ in 0..10_000 {
+        let port = rng.random_range(10_000..below);
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        given.push(port);
+        return port;
     }
+    panic!("no free port on loopback below {below}");
+}
+
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Polls `probe` until it holds or `limit` passes; the event we wait for has no other signal.

@@ -83,6 +83,11 @@ pub fn canonicalize(req: &mut RequestHeader) -> Result<Canonical, RequestError> 
 
 fn canonicalize_target(req: &mut RequestHeader) -> Result<Canonical, RequestError> {
     let raw = req.raw_path();
+    // Policy reads the URI and the next hop the raw target: where they differ at all (a header
+    // built rather than parsed), the target is written back so that both read one thing.
+    // (An empty path prints as `/` but reads as "".)
+    let uri_is_raw = !req.uri.path().is_empty()
+        && req.uri.path_and_query().map(|p| p.as_str().as_bytes()) == Some(raw);
     let (path_and_query, authority) = if raw.first() == Some(&b'/') {
         (raw, None)
     } else {
@@ -110,13 +115,19 @@ fn canonicalize_target(req: &mut RequestHeader) -> Result<Canonical, RequestErro
         Ok(p) => p,
         Err(PathError::EncodedSeparator) => {
             let kept = path::canonicalize(path, Separators::Keep).map_err(RequestError::Path)?;
-            canonical.separators_decoded = Some(path::separators_decoded(&kept));
+            let decoded = path::separators_decoded(&kept);
+            // A dot segment may have taken the encoded separator away with its segment; the
+            // path is then an ordinary one, decided as its canonical form would be.
+            if decoded != kept {
+                canonical.separators_decoded = Some(decoded);
+            }
             kept
         }
         Err(e) => return Err(RequestError::Path(e)),
     };
     let query = query.map(canonical_query).transpose()?;
-    let unchanged = authority.is_none()
+    let unchanged = uri_is_raw
+        && authority.is_none()
         && matches!(path, Cow::Borrowed(_))
         && query.as_ref().is_none_or(|q| matches!(q, Cow::Borrowed(_)));
     if unchanged {
@@ -268,6 +279,23 @@ mod tests {
         let mut req = request(target, &[("host", "a.test")]);
         canonicalize(&mut req)?;
         Ok(String::from_utf8_lossy(req.raw_path()).into_owned())
+    }
+
+    #[test]
+    fn policy_and_the_next_hop_read_one_target_even_when_the_uri_differs_from_it() {
+        // Pingora builds an empty target as URI "" with raw target "/" (found by fuzzing).
+        let mut req = request(b"", &[("host", "a.test")]);
+        canonicalize(&mut req).expect("canonical");
+        assert_eq!((req.uri.path(), req.raw_path()), ("/", &b"/"[..]));
+    }
+
+    #[test]
+    fn an_encoded_slash_that_a_dot_segment_removed_is_no_encoded_slash() {
+        // Found by fuzzing: refused as sent, accepted as its own canonical form.
+        let mut req = request(b"/a/x%2Fy/../b", &[("host", "a.test")]);
+        let canonical = canonicalize(&mut req).expect("canonical");
+        assert_eq!(req.raw_path(), b"/a/b");
+        assert_eq!(canonical.separators_decoded, None);
     }
 
     #[test]

@@ -89,12 +89,20 @@ pub fn decide(
                 Some(_) if !spec.encoded_slashes => {
                     return Decision::Fail(Failure::BadRequest(ENCODED_SEPARATOR))
                 }
-                // The route's prefix has no encoded separator, so the kept path starts with
-                // it just as the decoded one does, or the two disagree and nothing is served.
+                // The kept path must hold the route's prefix as sent, end it at a real `/`,
+                // and read, decoded, as the rest policy saw; otherwise an upstream that does not
+                // decode reads another path than the one decided on (`/api%5Cb` is no path
+                // under `/api/`, and stripping `/api` from it leaves no path at all).
                 Some(_) => {
                     let consumed = decided_on.len() - rest.len();
                     match (path.get(..consumed), path.get(consumed..)) {
-                        (Some(head), Some(kept)) if head == &decided_on[..consumed] => kept,
+                        (Some(head), Some(kept))
+                            if head == &decided_on[..consumed]
+                                && kept.starts_with('/')
+                                && crate::path::separators_decoded(kept) == rest =>
+                        {
+                            kept
+                        }
                         _ => return Decision::Fail(Failure::BadRequest(ENCODED_SEPARATOR)),
                     }
                 }

@@ -31,7 +31,7 @@ pub fn parse_document<T: DeserializeOwned + Default>(
     }
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let mut node = marked_yaml::parse_yaml_with_options(source, text, options)
-        .map_err(|e| Problems(vec![load_error(sources, source, &e)]))?;
+        .map_err(|e| Problems(vec![within_text(load_error(sources, source, &e), text)]))?;
     let unset = expand_env(&mut node, env);
     if !unset.is_empty() {
         return Err(Problems(
@@ -86,6 +86,20 @@ fn load_error(sources: &Sources, source: usize, e: &LoadError) -> Problem {
     }
 }
 
+/// The parser places an error at the end of input one line past the last (it reads as if the
+/// file ended with a line break, and counts a lone `\r` as one too); an operator's editor has
+/// no such line, so such a place becomes the end of the file's last line.
+fn within_text(mut problem: Problem, text: &str) -> Problem {
+    let lines = text.lines().count().max(1);
+    if problem.line > lines {
+        let last = text.lines().last().unwrap_or_default();
+        problem.line = lines;
+        problem.column = last.chars().count() + 1;
+        problem.message.push_str(" (at the end of the file)");
+    }
+    problem
+}
+
 impl Problem {
     /// Attributes a place-less problem to the right file.
     fn in_source(mut self, sources: &Sources, source: usize) -> Problem {
@@ -93,5 +107,43 @@ impl Problem {
             self.file = path.clone();
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syntax_error(text: &str) -> Problem {
+        let sources = Sources(vec!["c.yaml".into()]);
+        let never = |_: &str| None;
+        match parse_document::<serde_json::Value>(&sources, 0, text, &never) {
+            Err(Problems(mut p)) if p.len() == 1 => p.remove(0),
+            other => panic!("expected one problem for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_input_points_at_a_line_the_file_has() {
+        for (text, line, column) in [
+            ("a: [", 1, 5),
+            ("a: 1\nb: [", 2, 5),
+            ("a: 1\nb: [\n", 2, 5),
+            ("a: 1\r\nb: [\r\n", 2, 5),
+            ("\r[", 1, 3),
+        ] {
+            let p = syntax_error(text);
+            assert_eq!((p.line, p.column), (line, column), "{text:?}: {p:?}");
+            assert!(p.message.ends_with("(at the end of the file)"), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn an_error_inside_the_file_keeps_its_place() {
+        let p = syntax_error("a: [1,\nb: ]\nc: 3\n");
+        assert!(
+            p.line <= 3 && !p.message.contains("end of the file"),
+            "{p:?}"
+        );
     }
 }

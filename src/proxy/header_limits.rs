@@ -8,7 +8,7 @@ use pingora::http::RequestHeader;
 
 /// `Some(HeadersTooLarge)` when the head has more headers, or more bytes, than the snapshot
 /// allows; the limit that tripped is counted in `limits_exceeded`.
-pub(super) fn check(req: &RequestHeader, runtime: &Snapshot) -> Option<Failure> {
+pub fn check(req: &RequestHeader, runtime: &Snapshot) -> Option<Failure> {
     let count = req.headers.len();
     let target = req.uri.path_and_query().map_or(0, |p| p.as_str().len())
         + req.uri.authority().map_or(0, |a| a.as_str().len());

@@ -33,7 +33,7 @@ mod body_limit;
 mod ctx;
 mod failure;
 mod forward_auth;
-mod header_limits;
+pub mod header_limits;
 mod https;
 mod own_cookies;
 mod peer_selection;

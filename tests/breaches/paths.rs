@@ -299,6 +299,9 @@ async fn encoded_slashes_are_served_only_where_a_route_opts_in_and_decided_decod
         "/api/files/a%2F..%2F..%2F..%2Fadmin",
         "/api/files/a%2F%2Fb",
         "/api%2Ffiles/x",
+        // The separator that ends the route's prefix must be a real one (found by fuzzing).
+        "/api/files%2Fx",
+        "/api/files%5cx",
         "/public/a%2Fb",
         "/a%2Fb",
         "/oauth2%2Fsession",

@@ -8,7 +8,7 @@
 # Seeds live in fuzz/corpus/TARGET (committed); what a run learns goes to
 # fuzz/target/corpus/TARGET, kept between runs. A crash, leak, timeout or out-of-memory leaves its
 # input in fuzz/artifacts/TARGET/ and makes the script fail; replay one with
-#   cargo +nightly fuzz run -O TARGET fuzz/artifacts/TARGET/crash-…
+#   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-…
 # Installs cargo-fuzz (and the nightly toolchain through rustup) when missing; idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -37,7 +37,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 echo "fuzz: building ${#targets[@]} targets (release, debug assertions, AddressSanitizer)"
-cargo +nightly fuzz build -O
+cargo +nightly fuzz build
 
 # plugin_api: a Lua state cached per thread holds 32 bytes that LeakSanitizer reports once at
 # exit, the same 32 bytes after 1 run or 1,000 runs of one input: not a leak per request, but
@@ -55,7 +55,7 @@ run_one() {
   [ -f "dicts/$target.dict" ] && args+=(-dict="dicts/$target.dict")
   # shellcheck disable=SC2207
   args+=($(extra_args "$target"))
-  if cargo +nightly fuzz run -O "$target" "$work" "corpus/$target" -- "${args[@]}" >"$log" 2>&1; then
+  if cargo +nightly fuzz run "$target" "$work" "corpus/$target" -- "${args[@]}" >"$log" 2>&1; then
     local runs corpus
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     corpus=$(find "$work" -type f | wc -l)

@@ -14,6 +14,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 python3 scripts/check-imports.py
+echo "== supply chain: cargo deny (advisories, licences, duplicate versions, sources)"
+./scripts/supply-chain.sh
 echo "== acceptance: login flow against oidc-provider (npm), a certified OpenID provider"
 command -v node >/dev/null || { echo "test.sh: node (>= 20) is needed for the oidc-provider acceptance test" >&2; exit 1; }
 cargo build --locked
@@ -26,3 +28,6 @@ python3 scripts/check-deploy.py "$PWD/target/debug/portcullis"
 
 echo "== cargo test"
 cargo test --locked --lib --bins --tests "$@"
+
+echo "== fuzzing: every cargo-fuzz target for a few seconds (scripts/fuzz.sh SECONDS for real runs)"
+./scripts/fuzz.sh --smoke

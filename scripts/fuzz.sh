@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets of fuzz/ (nightly + libFuzzer + AddressSanitizer), each for a time.
+# Runs the cargo-fuzz targets of fuzz/ (libFuzzer + AddressSanitizer), each for a time.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    each target SECONDS (default 600), all by default
 #   scripts/fuzz.sh --smoke                  every target for 10 s: what .ci/run does
@@ -8,8 +8,8 @@
 # Seeds live in fuzz/corpus/TARGET (committed); what a run learns goes to
 # fuzz/target/corpus/TARGET, kept between runs. A crash, leak, timeout or out-of-memory leaves its
 # input in fuzz/artifacts/TARGET/ and makes the script fail; replay one with
-#   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-…
-# Installs cargo-fuzz (and the nightly toolchain through rustup) when missing; idempotent.
+#   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-…   (or RUSTC_BOOTSTRAP=1 cargo fuzz …)
+# Installs cargo-fuzz when missing; idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -24,20 +24,25 @@ fi
 targets=("$@")
 jobs=${JOBS:-1}
 
-if ! cargo +nightly --version >/dev/null 2>&1; then
-  echo "fuzz: installing the nightly toolchain (rustup)"
-  rustup toolchain install nightly --profile minimal
+# libFuzzer's instrumentation needs unstable rustc flags: nightly where it is installed, else
+# the stable toolchain with RUSTC_BOOTSTRAP=1 (a machine may have only one toolchain and no way
+# to fetch another; stable ships the AddressSanitizer runtime too).
+toolchain=(+nightly)
+if ! RUSTUP_AUTO_INSTALL=0 cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzz: no nightly toolchain; using $(rustc --version) with RUSTC_BOOTSTRAP=1"
+  toolchain=()
+  export RUSTC_BOOTSTRAP=1
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   cargo install --locked cargo-fuzz
 fi
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(cargo +nightly fuzz list)
+  mapfile -t targets < <(cargo "${toolchain[@]}" fuzz list)
 fi
 
 echo "fuzz: building ${#targets[@]} targets (release, debug assertions, AddressSanitizer)"
-cargo +nightly fuzz build
+cargo "${toolchain[@]}" fuzz build
 
 # plugin_api: a Lua state cached per thread holds 32 bytes that LeakSanitizer reports once at
 # exit, the same 32 bytes after 1 run or 1,000 runs of one input: not a leak per request, but
@@ -55,7 +60,7 @@ run_one() {
   [ -f "dicts/$target.dict" ] && args+=(-dict="dicts/$target.dict")
   # shellcheck disable=SC2207
   args+=($(extra_args "$target"))
-  if cargo +nightly fuzz run "$target" "$work" "corpus/$target" -- "${args[@]}" >"$log" 2>&1; then
+  if cargo "${toolchain[@]}" fuzz run "$target" "$work" "corpus/$target" -- "${args[@]}" >"$log" 2>&1; then
     local runs corpus
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     corpus=$(find "$work" -type f | wc -l)

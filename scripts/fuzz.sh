@@ -33,7 +33,7 @@ if ! RUSTUP_AUTO_INSTALL=0 cargo +nightly --version >/dev/null 2>&1; then
   toolchain=()
   export RUSTC_BOOTSTRAP=1
 fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   cargo install --locked cargo-fuzz
 fi

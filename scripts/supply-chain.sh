@@ -45,7 +45,7 @@ if [ "${1:-}" = "--vendor-db" ]; then
   exit 0
 fi
 
-if ! cargo deny --version >/dev/null 2>&1; then
+if ! command -v cargo-deny >/dev/null 2>&1; then
   echo "supply-chain: installing cargo-deny"
   cargo install --locked cargo-deny
 fi

@@ -103,15 +103,32 @@ const state = document.getElementById('state');
 const log = document.getElementById('log');
 const url = new URL('tunnel', location.href);
 url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-const ws = new WebSocket(url, ['guacamole']);
-window.tunnel = ws;
 const add = (text) => { const li = document.createElement('li'); li.textContent = text; log.appendChild(li); };
-ws.onopen = () => { state.textContent = 'open (' + ws.protocol + ')'; ws.send('hello'); };
-ws.onmessage = (e) => add('echo: ' + e.data);
-ws.onclose = (e) => { state.textContent = 'closed (' + e.code + ')'; };
+// Like a real desktop client, reconnect when the tunnel drops at once (a proxy or network
+// hiccup right after the upgrade), a few times; a tunnel that lived is closed for a reason
+// (logout, the desktop going away) and stays closed.
+let attempts = 0;
+function connect() {
+  const ws = new WebSocket(url, ['guacamole']);
+  window.tunnel = ws;
+  let openedAt = 0;
+  ws.onopen = () => { openedAt = Date.now(); state.textContent = 'open (' + ws.protocol + ')'; ws.send('hello'); };
+  ws.onmessage = (e) => add('echo: ' + e.data);
+  ws.onclose = (e) => {
+    const dropped = e.code === 1006 && openedAt !== 0 && Date.now() - openedAt < 1000;
+    if (dropped && attempts < 5) {
+      attempts += 1;
+      state.textContent = 'reconnecting…';
+      setTimeout(connect, 200 * attempts);
+      return;
+    }
+    state.textContent = 'closed (' + e.code + ')';
+  };
+}
+connect();
 document.getElementById('send').onsubmit = (e) => {
   e.preventDefault();
-  ws.send(document.getElementById('msg').value);
+  window.tunnel.send(document.getElementById('msg').value);
 };
 "#;
 

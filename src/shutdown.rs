@@ -52,7 +52,20 @@ impl ShutdownSignalWatch for Shutdown {
                 delay = ?self.delay,
                 "SIGTERM: draining (readiness fails); still serving for the shutdown delay"
             );
-            tokio::time::sleep(self.delay).await;
+            // A second signal must not wait for the delay: SIGINT means stop now, another
+            // SIGTERM (or SIGQUIT) ends the delay and goes on with the graceful stop.
+            let again = tokio::select! {
+                () = tokio::time::sleep(self.delay) => None,
+                again = UnixShutdownSignalWatch.recv() => Some(again),
+            };
+            match again {
+                Some(ShutdownSignal::FastShutdown) => {
+                    tracing::info!("SIGINT during the shutdown delay: stopping at once");
+                    return ShutdownSignal::FastShutdown;
+                }
+                Some(_) => tracing::info!("second signal: shutdown delay cut short"),
+                None => {}
+            }
             // Copies taken before Pingora drops its own, so the sockets and their backlogs
             // outlive its accept loops.
             let copies = listening_copies(&self.listeners);

@@ -142,3 +142,38 @@ async fn with_no_delay_connections_made_just_before_sigterm_still_get_an_answer(
         "{statuses:?}"
     );
 }
+
+/// An operator who signals again during `shutdown_delay` is not kept waiting for it: SIGINT
+/// stops at once, a second SIGTERM ends the delay and the graceful stop goes on.
+#[tokio::test]
+async fn a_second_signal_during_the_shutdown_delay_is_obeyed() {
+    let app = EchoUpstream::start("app").await;
+    for (second, clean) in [("INT", None), ("TERM", Some(true))] {
+        let mut proxy = Proxy::start(
+            "server:\n  threads: 2\n  shutdown_delay: 60s\n  grace_period: 1s\n  graceful_shutdown_timeout: 1s\nroutes:\n  - { prefix: /, upstream: web }\n",
+            &format!("upstreams:\n  web: {{ backends: [\"{}\"] }}\n", app.addr),
+        )
+        .await;
+        proxy.signal("TERM");
+        let ready = proxy.ops_url("/readyz");
+        let draining = crate::support::eventually(Duration::from_secs(5), || async {
+            matches!(client().get(&ready).send().await, Ok(r) if r.status() == 503)
+        })
+        .await;
+        assert!(draining, "readiness never failed after SIGTERM");
+        // Still serving during the delay.
+        let resp = client().get(proxy.url("/x")).send().await.expect("served");
+        assert_eq!(resp.status(), 200);
+        proxy.signal(second);
+        // Far less than the 60 s delay: grace period and timeouts are 1 s each.
+        let exited = proxy.wait_exit(Duration::from_secs(15)).await;
+        assert!(
+            exited.is_some(),
+            "SIG{second} during the delay was ignored:\n{}",
+            proxy.log()
+        );
+        if let Some(clean) = clean {
+            assert_eq!(exited, Some(clean), "{}", proxy.log());
+        }
+    }
+}

@@ -48,6 +48,18 @@ impl Write for Stderr {
     }
 }
 
+/// `say_out!("…", …)`: [`say`] on stdout, as `println!` would print.
+#[macro_export]
+macro_rules! say_out {
+    ($($t:tt)*) => { $crate::logging::say($crate::logging::Out::Stdout, format_args!($($t)*)) };
+}
+
+/// `say_err!("…", …)`: [`say`] on stderr, as `eprintln!` would print.
+#[macro_export]
+macro_rules! say_err {
+    ($($t:tt)*) => { $crate::logging::say($crate::logging::Out::Stderr, format_args!($($t)*)) };
+}
+
 /// A line for the operator outside `tracing` (start-up problems, command output): a failed
 /// write is dropped like a log line, so a full disk cannot turn a clean exit into a panic.
 pub fn say(out: Out, text: std::fmt::Arguments) {

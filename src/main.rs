@@ -81,12 +81,7 @@ enum SessionsAction {
 }
 
 // Operator output that a full disk cannot turn into a panic (exit 101 instead of the code meant).
-macro_rules! out {
-    ($($t:tt)*) => { portcullis::logging::say(portcullis::logging::Out::Stdout, format_args!($($t)*)) };
-}
-macro_rules! err {
-    ($($t:tt)*) => { portcullis::logging::say(portcullis::logging::Out::Stderr, format_args!($($t)*)) };
-}
+use portcullis::{say_err as err, say_out as out};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

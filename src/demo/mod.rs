@@ -40,7 +40,7 @@ pub fn run(options: Options) -> ExitCode {
     match start(options) {
         Ok(never) => match never {},
         Err(e) => {
-            eprintln!("portcullis demo: {e}");
+            crate::say_err!("portcullis demo: {e}");
             ExitCode::FAILURE
         }
     }
@@ -160,7 +160,7 @@ fn spawn_servers(
                     tokio_listener(api_l),
                     tokio_listener(desktop_l),
                 ) else {
-                    eprintln!("portcullis demo: cannot serve the demo's backends");
+                    crate::say_err!("portcullis demo: cannot serve the demo's backends");
                     return;
                 };
                 let p = provider.clone();
@@ -177,7 +177,7 @@ fn spawn_servers(
 }
 
 fn print_banner() {
-    println!(
+    crate::say_out!(
         "\n  Portcullis demo — everything on loopback, nothing to configure.\n  \
          The OpenID provider here is a DEVELOPMENT provider (no passwords): never use it in production.\n"
     );
@@ -194,7 +194,7 @@ fn announce_when_ready(port: u16, issuer: &str, metrics_port: u16) {
             let started = Instant::now();
             while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
                 if started.elapsed() > Duration::from_secs(60) {
-                    eprintln!("portcullis demo: the proxy did not start listening on {addr}");
+                    crate::say_err!("portcullis demo: the proxy did not start listening on {addr}");
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -203,7 +203,7 @@ fn announce_when_ready(port: u16, issuer: &str, metrics_port: u16) {
                 .iter()
                 .map(|u| format!("{} ({})", u.name, u.groups.join(", ")))
                 .collect();
-            println!(
+            crate::say_out!(
                 "  Open  http://localhost:{port}/          the console (log in as one of the users below)\n  \
                  Users {}\n  \
                  Try   http://localhost:{port}/desktop/alice/  a desktop tunnel (owner only: bob gets 403)\n        \
@@ -213,9 +213,9 @@ fn announce_when_ready(port: u16, issuer: &str, metrics_port: u16) {
                  Stop  Ctrl-C\n",
                 users.join(", ")
             );
-            println!("demo: ready http://localhost:{port}/");
+            crate::say_out!("demo: ready http://localhost:{port}/");
         });
     if let Err(e) = spawned {
-        eprintln!("portcullis demo: {e}");
+        crate::say_err!("portcullis demo: {e}");
     }
 }

@@ -11,10 +11,8 @@ use std::time::Duration;
 
 /// Refresh when the access token has less than this left, so it does not expire in flight.
 const REFRESH_MARGIN_SECS: u64 = 30;
-use crate::session::{write_lock, WRITE_LOCK_TTL as REFRESH_LOCK_TTL};
 /// How long a request waits for another replica's refresh before giving up with 503.
 const REFRESH_WAIT: Duration = Duration::from_secs(12);
-const REFRESH_POLL: Duration = Duration::from_millis(25);
 /// The header an SSO proxy's refresh request carries to the server: `if-due` asks for a
 /// refresh only if the session still needs one (anyone may send it: it only refreshes less).
 pub const REFRESH_MODE: &str = "portcullis-refresh";
@@ -117,16 +115,13 @@ impl Oidc {
     /// Refreshes unless another replica is doing it (then its result will do).
     async fn refresh_if_free(&self, session: UserSession) -> Result<(), AuthError> {
         let handle = session.handle();
-        let lock_name = write_lock(&handle.key);
-        let store = self.sessions.store();
-        let Some(token) = store.try_lock(&lock_name, REFRESH_LOCK_TTL).await? else {
-            return Ok(());
-        };
-        let outcome = self
-            .refresh_locked(&handle, false, session.data.refreshed_at)
-            .await;
-        let _ = store.unlock(&lock_name, &token).await;
-        outcome.map(drop)
+        let seen = session.data.refreshed_at;
+        self.sessions
+            .with_write_lock(&handle.key, Duration::ZERO, || {
+                self.refresh_locked(&handle, false, seen)
+            })
+            .await
+            .map(drop)
     }
 
     /// Refreshes the session's tokens (refresh-token grant). `force`: even if not near expiry.
@@ -146,25 +141,16 @@ impl Oidc {
         };
         let result = async {
             let _local = local.lock().await;
-            let lock_name = write_lock(&handle.key);
-            let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
-            loop {
-                if let Some(token) = self
-                    .sessions
-                    .store()
-                    .try_lock(&lock_name, REFRESH_LOCK_TTL)
-                    .await?
-                {
-                    let outcome = self.refresh_locked(&handle, force, seen_refresh).await;
-                    let _ = self.sessions.store().unlock(&lock_name, &token).await;
-                    return outcome;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    tracing::warn!("gave up waiting for another replica's token refresh");
-                    return Err(AuthError::Provider);
-                }
-                tokio::time::sleep(REFRESH_POLL).await;
-            }
+            let refreshed = self
+                .sessions
+                .with_write_lock(&handle.key, REFRESH_WAIT, || {
+                    self.refresh_locked(&handle, force, seen_refresh)
+                })
+                .await?;
+            refreshed.ok_or_else(|| {
+                tracing::warn!("gave up waiting for another replica's token refresh");
+                AuthError::Provider
+            })
         }
         .await;
         self.refreshing

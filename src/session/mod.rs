@@ -62,13 +62,13 @@ pub use crate::clock::now_secs;
 
 /// The lock every rewrite of a stored session takes (token refresh, activity mark), so that no
 /// writer saves a copy older than another's. The name predates the activity mark taking it.
-pub fn write_lock(key: &str) -> String {
+fn write_lock(key: &str) -> String {
     format!("refresh:{key}")
 }
 
 /// Outlives a slow token endpoint (10 s client timeout) but not much more, so a replica that
 /// died holding it does not block the session for long.
-pub const WRITE_LOCK_TTL: Duration = Duration::from_secs(15);
+const WRITE_LOCK_TTL: Duration = Duration::from_secs(15);
 
 /// A live session, with what it takes to read and rewrite it.
 #[derive(Clone)]
@@ -272,21 +272,45 @@ impl Sessions {
         if now.saturating_sub(session.data.last_seen) < step {
             return Ok(());
         }
-        let lock = write_lock(&session.key);
-        let Some(token) = self.store.try_lock(&lock, WRITE_LOCK_TTL).await? else {
-            return Ok(());
-        };
-        let written = async {
+        let key = session.key.clone();
+        self.with_write_lock(&key, Duration::ZERO, || async {
             if let Some(mut fresh) = self.load_handle(&session.handle(), false).await? {
                 fresh.data.last_seen = now;
                 self.save(&fresh).await?;
                 *session = fresh;
             }
-            Ok(())
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Runs `work` holding the session's write lock (see [`write_lock`]): at once if it is free,
+    /// else trying again every 25 ms until `wait` has passed (zero: one try). `None`: the lock
+    /// stayed taken and `work` did not run. The lock is released whatever `work` returns.
+    pub async fn with_write_lock<T, E, F>(
+        &self,
+        key: &str,
+        wait: Duration,
+        work: impl FnOnce() -> F,
+    ) -> Result<Option<T>, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+        E: From<StoreError>,
+    {
+        let name = write_lock(key);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(token) = self.store.try_lock(&name, WRITE_LOCK_TTL).await? {
+                let outcome = work().await;
+                let _ = self.store.unlock(&name, &token).await;
+                return outcome.map(Some);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        .await;
-        let _ = self.store.unlock(&lock, &token).await;
-        written
     }
 
     /// Records that `what` (e.g. a login attempt's state) was used; `false` if it already was.

@@ -312,6 +312,55 @@ async fn encoded_slashes_are_served_only_where_a_route_opts_in_and_decided_decod
     assert_eq!(edge.served(), 1);
 }
 
+/// Found by fuzzing (fuzz/path_route): where a route allows encoded separators and strips its
+/// prefix, the prefix must end at a real `/`. `/blobs%5Ca` reads `/blobs/a` decoded, but it is no
+/// path under `/blobs/` as sent, and stripping `/blobs` from it left the upstream the target
+/// `%5Ca` (no path at all; the request failed 500).
+#[tokio::test]
+async fn a_stripped_prefix_ends_at_a_real_slash_where_encoded_slashes_are_allowed() {
+    let blobs = EchoUpstream::start("blobs").await;
+    let proxy = Proxy::start(
+        "routes:\n  - { prefix: /blobs/, upstream: blobs, strip_prefix: true, encoded_slashes: true }\n",
+        &format!("upstreams:\n  blobs: {{ backends: [\"{}\"] }}\n", blobs.addr),
+    )
+    .await;
+    let get = |target: &'static str| {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        async move {
+            raw::send(proxy.addr, request.as_bytes())
+                .await
+                .unwrap_or_else(|| panic!("no answer to {target:?}"))
+        }
+    };
+    for (target, upstream_reads) in [
+        ("/blobs/a%2Fb", "/a%2Fb"),
+        ("/blobs/a%5cb?x=1", "/a%5Cb?x=1"),
+        ("/blobs/x%2Fy/../z", "/z"),
+    ] {
+        let resp = get(target).await;
+        assert_eq!(
+            served_by(&resp),
+            Some(("blobs".into(), upstream_reads.into())),
+            "{target}: {}",
+            resp.head
+        );
+    }
+    for attack in [
+        "/blobs%5Ca",
+        "/blobs%2Fa",
+        "/blobs%2f",
+        "/blobs%5C",
+        "/blobs%2F%2Fa",
+        "/blobs%2F..%2Fa",
+        "/Blobs%5Ca/b",
+    ] {
+        let resp = get(attack).await;
+        assert_eq!(resp.status, 400, "{attack}: {}", resp.head);
+    }
+    assert_eq!(blobs.requests(), 3);
+}
+
 #[tokio::test]
 async fn hostile_targets_reach_only_the_route_their_path_resolves_to() {
     let edge = Edge::start("").await;

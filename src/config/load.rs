@@ -29,6 +29,9 @@ pub fn parse_document<T: DeserializeOwned + Default>(
     {
         return Ok(T::default());
     }
+    if let Some(problem) = lone_carriage_return(sources, source, text) {
+        return Err(Problems(vec![problem]));
+    }
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let mut node = marked_yaml::parse_yaml_with_options(source, text, options)
         .map_err(|e| Problems(vec![within_text(load_error(sources, source, &e), text)]))?;
@@ -86,6 +89,29 @@ fn load_error(sources: &Sources, source: usize, e: &LoadError) -> Problem {
     }
 }
 
+/// YAML reads a `\r` without a `\n` as a line break, editors and `grep -n` do not: every line
+/// number after one would point elsewhere than the operator looks. Refused, at its place.
+fn lone_carriage_return(sources: &Sources, source: usize, text: &str) -> Option<Problem> {
+    let bytes = text.as_bytes();
+    let at = (0..bytes.len()).find(|&i| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n'))?;
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count()
+        + 1;
+    Some(Problem {
+        file: sources.0.get(source).cloned().unwrap_or_default(),
+        line,
+        column,
+        message: "a carriage return (\\r) without a line feed: use \\n or \\r\\n line endings"
+            .into(),
+    })
+}
+
 /// The parser places an error at the end of input one line past the last (it reads as if the
 /// file ended with a line break, and counts a lone `\r` as one too); an operator's editor has
 /// no such line, so such a place becomes the end of the file's last line.
@@ -130,7 +156,6 @@ mod tests {
             ("a: 1\nb: [", 2, 5),
             ("a: 1\nb: [\n", 2, 5),
             ("a: 1\r\nb: [\r\n", 2, 5),
-            ("\r[", 1, 3),
         ] {
             let p = syntax_error(text);
             assert_eq!((p.line, p.column), (line, column), "{text:?}: {p:?}");
@@ -145,5 +170,18 @@ mod tests {
             p.line <= 3 && !p.message.contains("end of the file"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_lone_carriage_return_is_refused_at_its_place() {
+        for (text, line, column) in [
+            ("\r[", 1, 1),
+            ("a: 1\nb: x\ry\n", 2, 5),
+            ("a: 1\r\nb:\r", 2, 3),
+        ] {
+            let p = syntax_error(text);
+            assert_eq!((p.line, p.column), (line, column), "{text:?}: {p:?}");
+            assert!(p.message.contains("carriage return"), "{p:?}");
+        }
     }
 }

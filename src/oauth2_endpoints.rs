@@ -32,15 +32,7 @@ pub async fn answer(
     let fail = |f: Failure| Reply::failure(f, request_id, html);
     let method = &req.method;
     let get = crate::request::is_read(method);
-    let query: Vec<(String, String)> = req
-        .uri
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = crate::request::query_pairs(req);
     let param = |name: &str| {
         query
             .iter()

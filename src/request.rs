@@ -64,6 +64,18 @@ pub fn may_change_state(req: &RequestHeader) -> bool {
     })
 }
 
+/// The query's `name=value` pairs, decoded as a form (`+` is a space), in order, repeats kept.
+pub fn query_pairs(req: &RequestHeader) -> Vec<(String, String)> {
+    req.uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Every cookie in the request's Cookie headers, parsed by the `cookie` crate; pieces that are
 /// not `name=value` are skipped, never an error.
 pub fn cookies(req: &RequestHeader) -> impl Iterator<Item = Cookie<'_>> {

@@ -44,15 +44,7 @@ fuzz_target!(|data: &[u8]| {
     if portcullis::canonical::canonicalize(&mut req).is_err() {
         return;
     }
-    let pairs: Vec<(String, String)> = req
-        .uri
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let pairs = portcullis::request::query_pairs(&req);
 
     let other_cookie = split::text(other_cookie).into_owned();
     let result = portcullis_fuzz::block_on(login::complete(provider, sessions, &pairs, |name| {

@@ -113,8 +113,8 @@ fn lone_carriage_return(sources: &Sources, source: usize, text: &str) -> Option<
 }
 
 /// The parser places an error at the end of input one line past the last (it reads as if the
-/// file ended with a line break, and counts a lone `\r` as one too); an operator's editor has
-/// no such line, so such a place becomes the end of the file's last line.
+/// file ended with a line break); an operator's editor has no such line, so such a place
+/// becomes the end of the file's last line.
 fn within_text(mut problem: Problem, text: &str) -> Problem {
     let lines = text.lines().count().max(1);
     if problem.line > lines {

@@ -156,7 +156,10 @@ fn start_idp() -> Idp {
     };
     let ec = random_ec_key();
     let enc = random_ec_key();
-    let rsa = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key");
+    // 1024 bits, not 2048: signing runs per input, and the big-number arithmetic under coverage
+    // instrumentation took ~0.3 s per 2048-bit signature (most of the target's time); the
+    // verifier's path does not depend on the modulus length.
+    let rsa = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("RSA key");
     let rsa_jwk = |kid: Option<&str>| {
         let mut jwk = serde_json::json!({
             "kty": "RSA", "use": "sig", "alg": "RS256",

@@ -15,7 +15,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -27,6 +27,8 @@ struct State {
     name: String,
     healthy: AtomicBool,
     requests: AtomicUsize,
+    /// The request target of each request counted in `requests`, in order.
+    targets: Mutex<Vec<String>>,
 }
 
 pub struct EchoUpstream {
@@ -48,6 +50,7 @@ impl EchoUpstream {
             name: name.to_string(),
             healthy: AtomicBool::new(true),
             requests: AtomicUsize::new(0),
+            targets: Mutex::new(Vec::new()),
         });
         let server = tokio::spawn(serve(listener, state.clone()));
         EchoUpstream {
@@ -64,6 +67,15 @@ impl EchoUpstream {
     /// Requests served, health checks excluded.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// The request target (path and query) of every request served, health checks excluded.
+    pub fn targets(&self) -> Vec<String> {
+        self.state
+            .targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Closes the listener and every open connection, like a crashed process.
@@ -115,6 +127,15 @@ async fn handle(
             .body(Full::new(Bytes::from_static(b"health\n")))
             .expect("response"));
     }
+    state
+        .targets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(
+            req.uri()
+                .path_and_query()
+                .map_or_else(String::new, |pq| pq.to_string()),
+        );
     state.requests.fetch_add(1, Ordering::SeqCst);
     let is_ws = req
         .headers()

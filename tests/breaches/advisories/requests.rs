@@ -192,46 +192,79 @@ async fn traversal_advisories_envoy_cve_2021_29492_heimdall_quarkus_resolve_to_o
 }
 
 /// Request smuggling: CL+TE, duplicate lengths, obfuscated codings, chunk extensions, and a
-/// second request pipelined behind one the proxy answers itself. The hidden request is never
-/// sent on as a request of its own with a forged identity.
+/// second request pipelined behind one the proxy answers itself. The hidden request (to a
+/// protected route, with a forged identity) must never reach the upstream: the proxy either
+/// refuses the framing or reads the hidden bytes as a request of its own, which policy stops.
 #[tokio::test]
 async fn smuggled_requests_never_reach_an_upstream_as_requests() {
     let stack = Stack::start().await;
     let hidden = "GET /staff/x HTTP/1.1\r\nHost: localhost\r\nX-Remote-User: admin\r\n\r\n";
+    let post = "POST /public/x HTTP/1.1\r\nHost: localhost\r\n";
     let framings = [
+        format!("{post}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n{hidden}"),
         format!(
-            "POST /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"
-        ),
-        format!(
-            "POST /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{hidden}",
+            "{post}Content-Length: 0\r\nContent-Length: {}\r\n\r\n{hidden}",
             hidden.len()
         ),
-        format!(
-            "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{hidden}"
-        ),
-        format!(
-            "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{hidden}"
-        ),
-        format!(
-            "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding:\tchunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n{hidden}"
-        ),
-        format!(
-            "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0;ext=\"\r\n\r\n{hidden}\"\r\n\r\n"
-        ),
+        format!("{post}Content-Length: 0, {}\r\n\r\n{hidden}", hidden.len()),
+        format!("{post}Content-Length: +0\r\n\r\n{hidden}"),
+        format!("{post}Content-Length: 0x0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: identity\r\n chunked\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding:\tchunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n0;ext=\"\r\n\r\n{hidden}\"\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n0x0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n+0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n1000000000000000001\r\nx\r\n0\r\n\r\n{hidden}"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n0\n\n{hidden}"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n0\r\nX-Remote-User: admin\r\n\r\n{hidden}"),
+        format!("POST /public/x HTTP/1.0\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("POST /public/x HTTP/1.1\nHost: localhost\nContent-Length: 0\n\n{hidden}"),
+        format!("GET /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{hidden}", hidden.len() - 4),
         format!("GET /nowhere-at-all/%zz HTTP/1.1\r\nHost: localhost\r\n\r\n{hidden}"),
         format!("GET /oauth2/session HTTP/1.1\r\nHost: localhost\r\n\r\n{hidden}"),
+        format!("GET /staff/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{hidden}", hidden.len()),
     ];
     for framing in &framings {
         let before = stack.upstream.requests();
-        let _ = raw::send(stack.proxy.addr, framing.as_bytes()).await;
+        let answer = raw::send(stack.proxy.addr, framing.as_bytes()).await;
+        if let Some(seen) = answer.as_ref().and_then(echoed) {
+            // RFC 9112 §6.3: an intermediary forwarding both drops Content-Length.
+            let headers = &seen["headers"];
+            assert!(
+                headers.get("content-length").is_none()
+                    || headers.get("transfer-encoding").is_none(),
+                "{framing:?} went on with both framings: {headers}"
+            );
+        }
         let reached = stack.upstream.requests() - before;
         assert!(reached <= 1, "{framing:?} made {reached} upstream requests");
+        let smuggled: Vec<String> = stack
+            .upstream
+            .targets()
+            .into_iter()
+            .filter(|t| !t.starts_with("/public/"))
+            .collect();
+        assert!(
+            smuggled.is_empty(),
+            "{framing:?}: the upstream received {smuggled:?}"
+        );
     }
-    // Whatever was pipelined, no upstream ever saw the forged identity.
     let resp = raw_status(&stack, &get("/public/probe", ""))
         .await
         .expect("answer");
     assert_eq!(resp.status, 200, "the proxy still serves");
+    assert_eq!(
+        stack.upstream.targets().last().map(String::as_str),
+        Some("/public/probe"),
+        "the upstream's record of targets"
+    );
 }
 
 /// `Connection: X-Remote-User` asks every hop to drop the named header: a client must not be

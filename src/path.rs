@@ -159,7 +159,11 @@ fn decode_unreserved(bytes: &[u8], separators: Separators) -> Result<String, Pat
         i += 1;
     }
     let text = std::str::from_utf8(&decoded).map_err(|_| PathError::InvalidUtf8)?;
-    if !text.is_ascii() && text.chars().any(is_separator_lookalike) {
+    if !text.is_ascii()
+        && text
+            .chars()
+            .any(|c| is_separator_lookalike(c) || reads_as_ascii(c))
+    {
         return Err(PathError::ForbiddenCharacter);
     }
     let double = decoded
@@ -191,6 +195,32 @@ fn is_separator_lookalike(c: char) -> bool {
             | '\u{FF3C}'
             | '\u{FF61}'
     )
+}
+
+/// A non-ASCII character that some server reads as an ASCII one, so that `/ａdmin/`, `/ſecret`
+/// or `/adm\u{131}n/` reach, there, a route whose prefix they do not match here: compatibility
+/// normalisation (NFKC: fullwidth forms, ligatures such as `ﬁ`, superscripts) or a one-character
+/// case mapping, as Java's `equalsIgnoreCase` and other case-insensitive matchers apply it (`ſ`
+/// upper-cases to `S`, `ı` to `I`; the Kelvin sign lower-cases to `k`, `İ` to `i` and a dot).
+/// `ß`, whose upper case is the two letters `SS`, is no such character.
+fn reads_as_ascii(c: char) -> bool {
+    if c.is_ascii() {
+        return false;
+    }
+    if c.to_lowercase().next().is_some_and(|l| l.is_ascii()) {
+        return true;
+    }
+    let mut upper = c.to_uppercase();
+    if let (Some(u), None) = (upper.next(), upper.next()) {
+        if u.is_ascii() {
+            return true;
+        }
+    }
+    let mut buf = [0u8; 4];
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfkc()
+        .normalize(c.encode_utf8(&mut buf))
+        .chars()
+        .any(|n| n.is_ascii())
 }
 
 /// RFC 3986 §5.2.4 on an absolute path, plus merging of empty segments.

@@ -124,6 +124,40 @@ fn every_form_a_server_reads_differently_is_refused() {
 }
 
 #[test]
+fn characters_some_server_reads_as_ascii_letters_are_refused() {
+    for input in [
+        "/\u{ff41}dmin/",  // fullwidth a (NFKC)
+        "/%EF%BD%81dmin/", // the same, escaped
+        "/\u{17f}ecret",   // long s: upper-cases to S
+        "/%C5%BFecret",
+        "/adm\u{131}n/", // dotless i: upper-cases to I
+        "/adm%C4%B1n/",
+        "/\u{212a}eys",    // Kelvin sign: lower-cases to k
+        "/\u{130}nbox",    // capital I with dot: lower-cases to i and a dot
+        "/\u{fb01}les/",   // the fi ligature (NFKC)
+        "/\u{1d41a}dmin/", // mathematical bold a (NFKC)
+        "/v\u{2162}/",     // roman numeral three (NFKC: III)
+        "/x\u{b2}",        // superscript two (NFKC: 2)
+        "/a\u{2100}b",     // account of (NFKC: a/c)
+    ] {
+        assert_eq!(
+            canon(input),
+            Err(PathError::ForbiddenCharacter),
+            "{input:?}"
+        );
+    }
+    // Letters no server reads as ASCII stay, escaped: accents, other scripts, `ß` (`SS` is two).
+    for (input, want) in [
+        ("/caf\u{e9}", "/caf%C3%A9"),
+        ("/stra\u{df}e", "/stra%C3%9Fe"),
+        ("/\u{43c}\u{438}\u{440}", "/%D0%BC%D0%B8%D1%80"),
+        ("/\u{65e5}\u{672c}", "/%E6%97%A5%E6%9C%AC"),
+    ] {
+        assert_eq!(canon(input).as_deref(), Ok(want), "{input:?}");
+    }
+}
+
+#[test]
 fn kept_separators_must_mean_the_same_path_either_way() {
     let keep = |p: &str| canonicalize(p.as_bytes(), Separators::Keep).map(Cow::into_owned);
     assert_eq!(keep("/api/a%2fb").as_deref(), Ok("/api/a%2Fb"));

@@ -208,6 +208,51 @@ async fn encoded_separators_escaping_a_public_route_are_refused_over_http1_and_h
     );
 }
 
+/// Letters that a case-insensitive (Java's `equalsIgnoreCase`) or NFKC-normalising server reads
+/// as the ASCII of a protected prefix: here `/admin/` and `/api/files/`, behind the catch-all.
+const ASCII_LOOKALIKES: [&str; 6] = [
+    "/%EF%BD%81dmin/x",     // fullwidth a
+    "/adm%C4%B1n/x",        // dotless i: upper-cases to I
+    "/api/%EF%AC%81les/x",  // the fi ligature
+    "/%F0%9D%90%9Admin/x",  // mathematical bold a
+    "/ADM%C4%B0N/x",        // capital I with dot: lower-cases to i
+    "/api/f%E2%84%AAles/x", // not a letter of the prefix, still read as ASCII: the Kelvin sign
+];
+
+#[tokio::test]
+async fn letters_some_server_reads_as_ascii_are_refused_over_http1_and_h2() {
+    let edge = Edge::start("").await;
+    // Dot segments around them change nothing (HTTP/1 only: the h2 client resolves them).
+    for attack in ASCII_LOOKALIKES
+        .iter()
+        .chain(&["/%C4%B0%C4%B1/../admin/x", "/api/%C5%BF/../files/x"])
+    {
+        let resp = edge.raw(attack).await;
+        assert_eq!(resp.status, 400, "{attack}: {}", resp.head);
+    }
+    let h2 = edge.h2();
+    for attack in ASCII_LOOKALIKES {
+        let url = format!("https://localhost:{}{attack}", edge.tls.port());
+        let resp = h2
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{attack}: {e}"));
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status().as_u16(), 400, "{attack} over h2");
+    }
+    assert_eq!(edge.served(), 0, "a look-alike reached an upstream");
+    // Other scripts and accents are paths like any other.
+    let resp = edge.raw("/caf%C3%A9/%D0%BC%D0%B8%D1%80/stra%C3%9Fe").await;
+    assert_eq!(
+        served_by(&resp),
+        Some((
+            "console".into(),
+            "/caf%C3%A9/%D0%BC%D0%B8%D1%80/stra%C3%9Fe".into()
+        ))
+    );
+}
+
 #[tokio::test]
 async fn request_targets_without_a_leading_slash_are_refused_not_forwarded() {
     let edge = Edge::start("").await;

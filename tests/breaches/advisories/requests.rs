@@ -232,7 +232,6 @@ async fn smuggled_requests_never_reach_an_upstream_as_requests() {
         format!("GET /staff/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{hidden}", hidden.len()),
     ];
     for framing in &framings {
-        let before = stack.upstream.requests();
         let answer = raw::send(stack.proxy.addr, framing.as_bytes()).await;
         if let Some(seen) = answer.as_ref().and_then(echoed) {
             // RFC 9112 §6.3: an intermediary forwarding both drops Content-Length.
@@ -243,8 +242,6 @@ async fn smuggled_requests_never_reach_an_upstream_as_requests() {
                 "{framing:?} went on with both framings: {headers}"
             );
         }
-        let reached = stack.upstream.requests() - before;
-        assert!(reached <= 1, "{framing:?} made {reached} upstream requests");
         let smuggled: Vec<String> = stack
             .upstream
             .targets()
@@ -260,10 +257,22 @@ async fn smuggled_requests_never_reach_an_upstream_as_requests() {
         .await
         .expect("answer");
     assert_eq!(resp.status, 200, "the proxy still serves");
-    assert_eq!(
-        stack.upstream.targets().last().map(String::as_str),
-        Some("/public/probe"),
-        "the upstream's record of targets"
+    // Counted once all is done: the upstream may count a request whose body the proxy gave up
+    // on (`0x0`, `+0`) after the proxy already answered the client.
+    let targets = stack.upstream.targets();
+    assert!(
+        targets.contains(&"/public/probe".to_string()),
+        "the upstream's record of targets: {targets:?}"
+    );
+    assert!(
+        targets.iter().all(|t| t.starts_with("/public/")),
+        "the upstream received {targets:?}"
+    );
+    assert!(
+        targets.len() <= framings.len() + 1,
+        "{} upstream requests for {} framings and a probe",
+        targets.len(),
+        framings.len()
     );
 }
 

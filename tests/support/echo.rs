@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -26,8 +26,7 @@ use tokio_tungstenite::WebSocketStream;
 struct State {
     name: String,
     healthy: AtomicBool,
-    requests: AtomicUsize,
-    /// The request target of each request counted in `requests`, in order.
+    /// The request target of each request served (health checks excluded), in order.
     targets: Mutex<Vec<String>>,
 }
 
@@ -49,7 +48,6 @@ impl EchoUpstream {
         let state = Arc::new(State {
             name: name.to_string(),
             healthy: AtomicBool::new(true),
-            requests: AtomicUsize::new(0),
             targets: Mutex::new(Vec::new()),
         });
         let server = tokio::spawn(serve(listener, state.clone()));
@@ -66,7 +64,11 @@ impl EchoUpstream {
 
     /// Requests served, health checks excluded.
     pub fn requests(&self) -> usize {
-        self.state.requests.load(Ordering::SeqCst)
+        self.state
+            .targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// The request target (path and query) of every request served, health checks excluded.
@@ -136,7 +138,6 @@ async fn handle(
                 .path_and_query()
                 .map_or_else(String::new, |pq| pq.to_string()),
         );
-    state.requests.fetch_add(1, Ordering::SeqCst);
     let is_ws = req
         .headers()
         .get("upgrade")
